@@ -1,0 +1,231 @@
+//! The One Codex API client: credentials, listings with pagination, and the
+//! charging `download_uri` POST.
+
+pub mod credentials;
+pub mod model;
+mod pagination;
+
+pub use pagination::retry_after;
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url, header};
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use credentials::Credentials;
+use model::{Account, ApiErrorBody, Document, DownloadUri};
+
+pub const DEFAULT_API_BASE: &str = "https://app.onecodex.com";
+/// The schema's maximum page size: fewer round trips for large accounts.
+const PAGE_SIZE: u32 = 1000;
+/// A listing with more pages than this is treated as a server loop.
+const MAX_PAGES: u32 = 100_000;
+/// Error bodies are read for their message only; cap what we buffer.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Which collection an object belongs to; both download the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    Document,
+    Sample,
+}
+
+impl ObjectKind {
+    fn collection(self) -> &'static str {
+        match self {
+            ObjectKind::Document => "documents",
+            ObjectKind::Sample => "samples",
+        }
+    }
+}
+
+/// A downloadable object: its kind and One Codex id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectId {
+    pub kind: ObjectKind,
+    pub id: String,
+}
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.kind.collection(), self.id)
+    }
+}
+
+/// Ids go into URL paths: accept only what One Codex issues (alphanumerics).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: Url,
+    credentials: Credentials,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, credentials: Credentials) -> Result<ApiClient> {
+        let base = Url::parse(base)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| Error::Config(format!("invalid API base URL {base:?}")))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ocxfs/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        Ok(ApiClient {
+            http,
+            base,
+            credentials,
+        })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        let req = self
+            .http
+            .request(method, url)
+            .header(header::ACCEPT, "application/json");
+        match &self.credentials {
+            Credentials::ApiKey(k) => req.header("X-API-Key", k.expose()),
+            Credentials::Bearer(t) => req.bearer_auth(t.expose()),
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        url.set_path(path);
+        url
+    }
+
+    /// Send and turn non-2xx answers into typed errors.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| Error::from_http(&e))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(status_error(resp).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T> {
+        let body = resp.bytes().await.map_err(|e| Error::from_http(&e))?;
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("{what}: {e}")))
+    }
+
+    /// `GET /api/v1/account`: the explicit key check (anonymous listings
+    /// succeed with public data, so a listing proves nothing).
+    pub async fn account(&self) -> Result<Account> {
+        let resp = self
+            .send(self.request(Method::GET, self.url("/api/v1/account")))
+            .await?;
+        Self::json(resp, "account").await
+    }
+
+    pub async fn list_documents(&self) -> Result<Vec<Document>> {
+        self.list_all("/api/v1/documents").await
+    }
+
+    /// Fetch every page of a listing: follow `Link: rel="next"`, stop at
+    /// `X-Total-Count` or on an empty page.
+    async fn list_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        let mut url = self.url(path);
+        url.query_pairs_mut()
+            .append_pair("per_page", &PAGE_SIZE.to_string())
+            .append_pair("page", "1");
+        let mut items: Vec<T> = Vec::new();
+        let mut page = 1u32;
+        loop {
+            let resp = self.send(self.request(Method::GET, url.clone())).await?;
+            let total = pagination::total_count(resp.headers());
+            let next = pagination::next_link(resp.headers(), &url)?;
+            let batch: Vec<T> = Self::json(resp, path).await?;
+            let empty = batch.is_empty();
+            items.extend(batch);
+            let done = empty || total.is_some_and(|t| items.len() as u64 >= t);
+            match next {
+                _ if done => break,
+                Some(next) => {
+                    pagination::check_same_origin(&self.base, &next)?;
+                    url = next;
+                }
+                // No Link but the total says more: ask for the next page number.
+                None if total.is_some() => {
+                    url = pagination::with_page(&url, page + 1);
+                }
+                None => break,
+            }
+            page += 1;
+            if page > MAX_PAGES {
+                return Err(Error::InvalidResponse(format!(
+                    "{path}: listing never ends"
+                )));
+            }
+        }
+        Ok(items)
+    }
+
+    /// `POST …/{id}/download_uri`. May incur retrieval charges: this is
+    /// never retried here; the presign cache decides when to call it.
+    pub async fn download_uri(&self, object: &ObjectId) -> Result<DownloadUri> {
+        let path = format!(
+            "/api/v1/{}/{}/download_uri",
+            object.kind.collection(),
+            object.id
+        );
+        let resp = self
+            .send(self.request(Method::POST, self.url(&path)))
+            .await?;
+        let uri: DownloadUri = Self::json(resp, "download_uri").await?;
+        match Url::parse(&uri.download_uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(uri),
+            _ => Err(Error::InvalidResponse(
+                "download_uri is not an http(s) URL".into(),
+            )),
+        }
+    }
+}
+
+/// Map an API error answer to a typed error with the server's message.
+async fn status_error(resp: reqwest::Response) -> Error {
+    let status = resp.status();
+    let retry_after = retry_after(resp.headers());
+    let body = read_capped(resp, MAX_ERROR_BODY).await;
+    let message = serde_json::from_slice::<ApiErrorBody>(&body)
+        .ok()
+        .and_then(|b| b.message)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    match status {
+        StatusCode::UNAUTHORIZED => Error::Unauthorized {
+            status: 401,
+            message,
+        },
+        StatusCode::PAYMENT_REQUIRED => Error::PaymentRequired(message),
+        StatusCode::FORBIDDEN => Error::Forbidden(message),
+        StatusCode::NOT_FOUND => Error::NotFound(message),
+        StatusCode::TOO_MANY_REQUESTS => Error::RateLimited { retry_after },
+        s => Error::Server {
+            status: s.as_u16(),
+            message,
+        },
+    }
+}
+
+/// Read at most `cap` bytes of a body (error bodies, XML errors).
+pub(crate) async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    out
+}

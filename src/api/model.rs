@@ -1,0 +1,153 @@
+//! One Codex API response shapes. Unknown fields are ignored; fields the
+//! API documents as nullable are `Option`.
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+
+/// A reference to another resource: `{"$ref": "/api/v1/users/…"}`, or the
+/// resource expanded inline with its `$uri` (when `expand=all` is sent).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Reference {
+    Ref {
+        #[serde(rename = "$ref")]
+        uri: String,
+    },
+    Expanded {
+        #[serde(rename = "$uri")]
+        uri: String,
+    },
+}
+
+impl Reference {
+    pub fn uri(&self) -> &str {
+        match self {
+            Reference::Ref { uri } | Reference::Expanded { uri } => uri,
+        }
+    }
+}
+
+/// `GET /api/v1/documents` items.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Document {
+    #[serde(rename = "$uri")]
+    pub uri: String,
+    pub created_at: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub uploader: Option<Reference>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl Document {
+    /// The id is the last path segment of `$uri`.
+    pub fn id(&self) -> &str {
+        last_segment(&self.uri)
+    }
+}
+
+/// `GET /api/v1/account`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    #[serde(rename = "$uri")]
+    pub uri: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `POST /api/v1/{documents,samples}/{id}/download_uri`.
+#[derive(Clone, Deserialize)]
+pub struct DownloadUri {
+    pub download_uri: String,
+    pub expires_in_hours: u64,
+}
+
+impl std::fmt::Debug for DownloadUri {
+    // The URL carries a signature: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadUri")
+            .field("download_uri", &"<redacted>")
+            .field("expires_in_hours", &self.expires_in_hours)
+            .finish()
+    }
+}
+
+/// Error bodies: `{"message": "…", "status": N}`, some with `msg`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ApiErrorBody {
+    #[serde(default, alias = "msg")]
+    pub message: Option<String>,
+}
+
+pub fn last_segment(uri: &str) -> &str {
+    uri.trim_end_matches('/').rsplit('/').next().unwrap_or(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/reference/onecodex-api-v1"
+    );
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{REFERENCE}/{name}"))
+            .unwrap_or_else(|e| panic!("reading fixture {name}: {e}"))
+    }
+
+    #[test]
+    fn parses_the_real_documents_listing() {
+        let docs: Vec<Document> = serde_json::from_str(&fixture("documents.json")).unwrap();
+        assert_eq!(docs.len(), 17);
+        let first = &docs[0];
+        assert_eq!(first.id(), "a375a9e4c1484df1");
+        assert_eq!(first.filename.as_deref(), Some("foobar_report.pdf"));
+        assert_eq!(first.size, Some(442139));
+        assert_eq!(
+            first.uploader.as_ref().unwrap().uri(),
+            "/api/v1/users/4ada56103d9a48b8"
+        );
+        assert_eq!(
+            first.created_at.to_rfc3339(),
+            "2019-02-08T13:54:36.768056-08:00"
+        );
+        assert!(
+            docs.iter()
+                .any(|d| d.filename.as_deref() == Some("Röö's report.pdf"))
+        );
+        assert!(docs.iter().all(|d| d.id().len() == 16));
+    }
+
+    #[test]
+    fn parses_expanded_references_and_null_sizes() {
+        let json = r#"[{"$uri": "/api/v1/documents/0123456789abcdef",
+            "created_at": "2020-01-01T00:00:00+00:00", "filename": "x", "size": null,
+            "uploader": {"$uri": "/api/v1/users/aa", "email": "a@b"}, "new_field": 1}]"#;
+        let docs: Vec<Document> = serde_json::from_str(json).unwrap();
+        assert_eq!(docs[0].size, None);
+        assert_eq!(docs[0].uploader.as_ref().unwrap().uri(), "/api/v1/users/aa");
+    }
+
+    #[test]
+    fn parses_users_as_accounts_and_error_bodies() {
+        let users: Vec<Account> = serde_json::from_str(&fixture("users.json")).unwrap();
+        assert_eq!(users[0].email.as_deref(), Some("asmngs@onecodex.com"));
+        let e: ApiErrorBody = serde_json::from_str(r#"{"msg": "nope", "status": 402}"#).unwrap();
+        assert_eq!(e.message.as_deref(), Some("nope"));
+    }
+
+    #[test]
+    fn download_uri_debug_hides_the_url() {
+        let d: DownloadUri = serde_json::from_str(
+            r#"{"download_uri": "https://s3/x?X-Amz-Signature=secret", "expires_in_hours": 1}"#,
+        )
+        .unwrap();
+        assert!(!format!("{d:?}").contains("secret"));
+    }
+}

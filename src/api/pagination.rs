@@ -1,0 +1,127 @@
+//! Listing headers: `X-Total-Count`, GitHub-style `Link`, `Retry-After`.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::HeaderMap;
+
+use crate::error::{Error, Result};
+
+pub fn total_count(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("x-total-count")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the URL of
+/// the page that carried it.
+pub fn next_link(headers: &HeaderMap, current: &Url) -> Result<Option<Url>> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(value) = value.to_str() else { continue };
+        if let Some(target) = parse_next(value) {
+            return current
+                .join(target)
+                .map(Some)
+                .map_err(|_| Error::InvalidResponse(format!("bad Link target {target:?}")));
+        }
+    }
+    Ok(None)
+}
+
+/// `<url>; rel="next", <url>; rel="last"` -> the next URL.
+fn parse_next(value: &str) -> Option<&str> {
+    value.split(',').find_map(|link| {
+        let (target, params) = link.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .any(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r == "next")
+            })
+            .then_some(target)
+    })
+}
+
+/// A `Link` must not lead the API key to another host.
+pub fn check_same_origin(base: &Url, next: &Url) -> Result<()> {
+    if base.origin() == next.origin() {
+        Ok(())
+    } else {
+        Err(Error::InvalidResponse(
+            "listing Link points to another host".into(),
+        ))
+    }
+}
+
+pub fn with_page(url: &Url, page: u32) -> Url {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "page")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut next = url.clone();
+    next.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("page", &page.to_string());
+    next
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_next_among_several_links() {
+        let v = r#"<https://x/api/v1/documents?page=3&per_page=2>; rel="last", <https://x/api/v1/documents?page=2&per_page=2>; rel="next""#;
+        assert_eq!(
+            parse_next(v),
+            Some("https://x/api/v1/documents?page=2&per_page=2")
+        );
+        assert_eq!(parse_next(r#"</a?page=1>; rel="prev""#), None);
+        assert_eq!(parse_next("garbage"), None);
+        assert_eq!(parse_next("<x>; rel=next"), Some("x"));
+    }
+
+    #[test]
+    fn resolves_relative_links_and_checks_origin() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            r#"</api/v1/documents?page=2>; rel="next""#.parse().unwrap(),
+        );
+        let cur = Url::parse("http://127.0.0.1:9/api/v1/documents?page=1").unwrap();
+        let next = next_link(&h, &cur).unwrap().unwrap();
+        assert_eq!(next.as_str(), "http://127.0.0.1:9/api/v1/documents?page=2");
+        assert!(check_same_origin(&cur, &next).is_ok());
+        let evil = Url::parse("http://evil.example/api").unwrap();
+        assert!(check_same_origin(&cur, &evil).is_err());
+    }
+
+    #[test]
+    fn replaces_the_page_number() {
+        let u = Url::parse("http://h/p?per_page=1000&page=1").unwrap();
+        assert_eq!(with_page(&u, 7).as_str(), "http://h/p?per_page=1000&page=7");
+    }
+}

@@ -1,0 +1,358 @@
+//! The shared block cache: downloaded bytes in fixed-size blocks, shared by
+//! every handle of every file, bounded by one memory budget that also
+//! covers downloads still in flight.
+//!
+//! A block is either ready (in the LRU), pending (a download job will fill
+//! it), or absent. Readers wait on the job of a pending block and take the
+//! block from the job itself, so a block evicted the moment it lands is
+//! never lost to the reader that waited for it.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use lru::LruCache;
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+
+/// 64 KiB blocks: a random 4 KiB read fetches at most 16 bytes per byte
+/// read, while sequential downloads still use large multi-block GETs.
+pub const BLOCK_SIZE: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// Identifies one version of one object (see `object::ObjectState`).
+    pub file: u64,
+    pub index: u64,
+}
+
+/// Progress of a download job, published to its waiters.
+#[derive(Debug, Clone, Default)]
+pub struct JobProgress {
+    /// Blocks completed, from the job's first block on.
+    pub done: u64,
+    pub error: Option<Error>,
+}
+
+/// One download of consecutive blocks `[first, first + count)` of a file.
+pub struct Job {
+    pub file: u64,
+    pub blocks: Range<u64>,
+    progress: watch::Sender<JobProgress>,
+    data: Mutex<Vec<Bytes>>,
+}
+
+impl Job {
+    /// Wait for block `index` of this job.
+    pub async fn block(&self, index: u64) -> Result<Bytes> {
+        let pos = index - self.blocks.start;
+        let mut rx = self.progress.subscribe();
+        let state = rx
+            .wait_for(|p| p.done > pos || p.error.is_some())
+            .await
+            .map_err(|_| Error::Cancelled)?
+            .clone();
+        if state.done > pos {
+            Ok(self.data.lock().expect("job data poisoned")[pos as usize].clone())
+        } else {
+            Err(state.error.unwrap_or(Error::Cancelled))
+        }
+    }
+
+    pub fn done(&self) -> u64 {
+        self.progress.borrow().done
+    }
+
+    pub fn is_finished(&self) -> bool {
+        let p = self.progress.borrow();
+        p.error.is_some() || p.done == self.blocks.end - self.blocks.start
+    }
+}
+
+pub enum Slot {
+    Ready(Bytes),
+    Pending(Arc<Job>),
+    Absent,
+}
+
+struct Inner {
+    ready: LruCache<BlockKey, Bytes>,
+    ready_bytes: u64,
+    /// Bytes promised to pending blocks.
+    reserved: u64,
+    pending: HashMap<BlockKey, Arc<Job>>,
+}
+
+/// The outcome of a claim: jobs to run, and where the budget stopped a
+/// read-ahead claim (the first block not claimed), if it did.
+pub struct Claimed {
+    pub jobs: Vec<Arc<Job>>,
+    pub budget_stop: Option<u64>,
+}
+
+pub struct BlockCache {
+    inner: Mutex<Inner>,
+    limit: u64,
+}
+
+/// Whether a claim may exceed the budget: a reader's own blocks must be
+/// fetched whatever the budget; read-ahead is what backs off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Demand,
+    ReadAhead,
+}
+
+impl BlockCache {
+    pub fn new(limit: u64) -> BlockCache {
+        BlockCache {
+            inner: Mutex::new(Inner {
+                ready: LruCache::unbounded(),
+                ready_bytes: 0,
+                reserved: 0,
+                pending: HashMap::new(),
+            }),
+            limit,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("block cache poisoned")
+    }
+
+    pub fn slot(&self, key: BlockKey) -> Slot {
+        let mut inner = self.lock();
+        if let Some(b) = inner.ready.get(&key) {
+            return Slot::Ready(b.clone());
+        }
+        match inner.pending.get(&key) {
+            Some(job) => Slot::Pending(job.clone()),
+            None => Slot::Absent,
+        }
+    }
+
+    /// Register jobs for the absent blocks of `blocks`, one per run of
+    /// consecutive absent blocks, and reserve their memory. Read-ahead
+    /// claims stop where the budget would be exceeded (in-flight data may
+    /// use at most three quarters of it, leaving room for ready blocks).
+    pub fn claim(&self, file: u64, blocks: Range<u64>, kind: Claim) -> Claimed {
+        let mut inner = self.lock();
+        let mut jobs = Vec::new();
+        let mut run: Option<Range<u64>> = None;
+        let readahead_cap = self.limit / 4 * 3;
+        let mut index = blocks.start;
+        while index < blocks.end {
+            let key = BlockKey { file, index };
+            let absent = !inner.ready.contains(&key) && !inner.pending.contains_key(&key);
+            let over_budget = kind == Claim::ReadAhead
+                && inner.reserved + run.as_ref().map_or(1, |r| r.end - r.start + 1) * BLOCK_SIZE
+                    > readahead_cap;
+            if absent && !over_budget {
+                run = Some(run.map_or(index..index + 1, |r| r.start..index + 1));
+            } else if let Some(r) = run.take() {
+                jobs.push(Self::register(&mut inner, file, r));
+            }
+            if over_budget {
+                return Claimed {
+                    jobs,
+                    budget_stop: Some(index),
+                };
+            }
+            index += 1;
+        }
+        if let Some(r) = run {
+            jobs.push(Self::register(&mut inner, file, r));
+        }
+        Claimed {
+            jobs,
+            budget_stop: None,
+        }
+    }
+
+    fn register(inner: &mut Inner, file: u64, blocks: Range<u64>) -> Arc<Job> {
+        let count = blocks.end - blocks.start;
+        let job = Arc::new(Job {
+            file,
+            blocks: blocks.clone(),
+            progress: watch::channel(JobProgress::default()).0,
+            data: Mutex::new(Vec::with_capacity(count as usize)),
+        });
+        for index in blocks {
+            inner.pending.insert(BlockKey { file, index }, job.clone());
+        }
+        inner.reserved += count * BLOCK_SIZE;
+        job
+    }
+
+    /// The job's next block arrived: make it ready and wake its waiters.
+    pub fn complete_block(&self, job: &Job, data: Bytes) {
+        let index = job.blocks.start + job.done();
+        let key = BlockKey {
+            file: job.file,
+            index,
+        };
+        job.data
+            .lock()
+            .expect("job data poisoned")
+            .push(data.clone());
+        {
+            let mut inner = self.lock();
+            // A cancelled job may still deliver a block: its reservation was
+            // already released by `fail_job`.
+            if inner
+                .pending
+                .get(&key)
+                .is_some_and(|j| std::ptr::eq(Arc::as_ptr(j), job))
+            {
+                inner.pending.remove(&key);
+                inner.reserved -= BLOCK_SIZE;
+            }
+            inner.ready_bytes += data.len() as u64;
+            if let Some(old) = inner.ready.put(key, data) {
+                inner.ready_bytes -= old.len() as u64;
+            }
+            self.evict(&mut inner);
+        }
+        job.progress.send_modify(|p| p.done += 1);
+    }
+
+    /// The job stopped early: free its remaining blocks so that later
+    /// readers fetch them again, and hand the error to current waiters.
+    pub fn fail_job(&self, job: &Job, error: Error) {
+        if job.is_finished() {
+            return;
+        }
+        {
+            let mut inner = self.lock();
+            for index in job.blocks.start + job.done()..job.blocks.end {
+                let key = BlockKey {
+                    file: job.file,
+                    index,
+                };
+                if inner
+                    .pending
+                    .get(&key)
+                    .is_some_and(|j| std::ptr::eq(Arc::as_ptr(j), job))
+                {
+                    inner.pending.remove(&key);
+                    inner.reserved -= BLOCK_SIZE;
+                }
+            }
+        }
+        job.progress.send_modify(|p| p.error = Some(error));
+    }
+
+    fn evict(&self, inner: &mut Inner) {
+        while inner.ready_bytes + inner.reserved > self.limit {
+            match inner.ready.pop_lru() {
+                Some((_, b)) => inner.ready_bytes -= b.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// (ready bytes, reserved bytes), for stats and tests.
+    pub fn usage(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.ready_bytes, inner.reserved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: u8) -> Bytes {
+        Bytes::from(vec![n; BLOCK_SIZE as usize])
+    }
+
+    #[tokio::test]
+    async fn claims_only_absent_runs_and_waiters_get_their_block() {
+        let c = BlockCache::new(64 * BLOCK_SIZE);
+        let jobs = c.claim(1, 0..4, Claim::Demand).jobs;
+        assert_eq!(jobs.len(), 1);
+        let job = jobs[0].clone();
+        assert!(
+            c.claim(1, 0..4, Claim::Demand).jobs.is_empty(),
+            "pending blocks are not claimed twice"
+        );
+        let waiter = {
+            let job = job.clone();
+            tokio::spawn(async move { job.block(2).await.unwrap() })
+        };
+        for n in 0..4 {
+            c.complete_block(&job, block(n));
+        }
+        assert_eq!(waiter.await.unwrap()[0], 2);
+        assert!(matches!(
+            c.slot(BlockKey { file: 1, index: 3 }),
+            Slot::Ready(_)
+        ));
+        let jobs = c.claim(1, 2..8, Claim::Demand).jobs;
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].blocks, 4..8);
+        assert_eq!(c.usage(), (4 * BLOCK_SIZE, 4 * BLOCK_SIZE));
+    }
+
+    #[tokio::test]
+    async fn failed_jobs_release_their_blocks_and_tell_waiters() {
+        let c = BlockCache::new(64 * BLOCK_SIZE);
+        let job = c.claim(7, 0..3, Claim::Demand).jobs.remove(0);
+        c.complete_block(&job, block(0));
+        c.fail_job(
+            &job,
+            Error::Truncated {
+                got: 1,
+                expected: 2,
+            },
+        );
+        assert!(matches!(job.block(1).await, Err(Error::Truncated { .. })));
+        assert_eq!(job.block(0).await.unwrap()[0], 0);
+        assert!(matches!(
+            c.slot(BlockKey { file: 7, index: 1 }),
+            Slot::Absent
+        ));
+        assert_eq!(c.usage(), (BLOCK_SIZE, 0));
+    }
+
+    #[test]
+    fn readahead_backs_off_when_the_budget_is_short_but_demand_does_not() {
+        let c = BlockCache::new(8 * BLOCK_SIZE);
+        let ra = c.claim(1, 0..100, Claim::ReadAhead);
+        let claimed: u64 = ra.jobs.iter().map(|j| j.blocks.end - j.blocks.start).sum();
+        assert_eq!(claimed, 6, "three quarters of an 8-block budget");
+        assert_eq!(ra.budget_stop, Some(6));
+        let refused = c.claim(1, 50..60, Claim::ReadAhead);
+        assert!(refused.jobs.is_empty());
+        assert_eq!(refused.budget_stop, Some(50));
+        let demand = c.claim(1, 50..60, Claim::Demand);
+        assert_eq!(demand.jobs[0].blocks, 50..60);
+        assert_eq!(demand.budget_stop, None);
+    }
+
+    #[test]
+    fn ready_blocks_are_evicted_least_recently_used_within_the_limit() {
+        let c = BlockCache::new(4 * BLOCK_SIZE);
+        for i in 0..4 {
+            let job = c.claim(1, i..i + 1, Claim::Demand).jobs.remove(0);
+            c.complete_block(&job, block(i as u8));
+        }
+        assert!(matches!(
+            c.slot(BlockKey { file: 1, index: 0 }),
+            Slot::Ready(_)
+        ));
+        let job = c.claim(1, 10..11, Claim::Demand).jobs.remove(0);
+        c.complete_block(&job, block(10));
+        assert!(
+            matches!(c.slot(BlockKey { file: 1, index: 1 }), Slot::Absent),
+            "LRU block evicted"
+        );
+        assert!(
+            matches!(c.slot(BlockKey { file: 1, index: 0 }), Slot::Ready(_)),
+            "recently used kept"
+        );
+        assert!(c.usage().0 <= 4 * BLOCK_SIZE);
+    }
+}

@@ -1,0 +1,72 @@
+//! `/_emulator/...`: counters and control for tests and benchmarks (no auth).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::Shared;
+use super::api::error;
+use super::faults::Fault;
+
+pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
+    axum::Router::new()
+        .route("/_emulator/stats", get(stats))
+        .route("/_emulator/reset-stats", post(reset_stats))
+        .route("/_emulator/expire", post(expire))
+        .route("/_emulator/documents/{id}/change", post(change))
+        .route(
+            "/_emulator/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.stats.snapshot()).into_response()
+}
+
+async fn reset_stats(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn expire(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.signer.expire_all();
+    StatusCode::NO_CONTENT
+}
+
+async fn change(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let Some(doc) = shared.store.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "Not found", None);
+    };
+    let v = doc.change();
+    Json(serde_json::json!({"id": doc.id, "generation": v.generation, "etag": v.etag}))
+        .into_response()
+}
+
+async fn list_faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.faults.list()).into_response()
+}
+
+/// Body: one fault as JSON (`{"kind": ..., "count"|"probability": ..., ...}`).
+async fn add_fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let parsed = serde_json::from_slice(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| Fault::parse_json(&v));
+    match parsed {
+        Ok(f) => {
+            let id = shared.faults.add(f);
+            (StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response()
+        }
+        Err(m) => error(StatusCode::BAD_REQUEST, &m, None),
+    }
+}
+
+async fn clear_faults(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.faults.clear();
+    StatusCode::NO_CONTENT
+}

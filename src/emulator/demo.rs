@@ -1,0 +1,308 @@
+//! Built-in demo documents (used without `--docs`): deterministic, small,
+//! plus one ~64 MiB FASTQ computed by offset.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::store::{Document, Fnv, Source, fnv1a64, splitmix64};
+
+const READ_LEN: usize = 150;
+/// `@ocxfs_demo.000000001 length=150\n` + bases + `\n+\n` + qualities + `\n`.
+const HEADER_LEN: usize = 33;
+const RECORD_LEN: usize = HEADER_LEN + READ_LEN + 3 + READ_LEN + 1;
+
+/// A FASTQ of fixed-size records, each generated from a PRNG seeded by its
+/// index, so any byte range is computed directly from its offset.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SyntheticFastq {
+    seed: u64,
+    records: u64,
+}
+
+impl SyntheticFastq {
+    pub fn size(&self) -> u64 {
+        self.records * RECORD_LEN as u64
+    }
+
+    fn record(&self, n: u64, out: &mut [u8; RECORD_LEN]) {
+        let header = format!("@ocxfs_demo.{:09} length={READ_LEN}\n", n + 1);
+        debug_assert_eq!(header.len(), HEADER_LEN);
+        out[..HEADER_LEN].copy_from_slice(header.as_bytes());
+        let mut state = self.seed ^ n.wrapping_mul(0xd6e8_feb8_6659_fd93);
+        let seq = HEADER_LEN;
+        let qual = seq + READ_LEN + 3;
+        let mut word = 0u64;
+        for i in 0..READ_LEN {
+            if i % 8 == 0 {
+                word = splitmix64(&mut state);
+            }
+            let bits = (word >> ((i % 8) * 8)) as u8;
+            // 2 bits of base, the rest decides quality; rare Ns with low quality.
+            let (base, q) = if bits >= 0xfc {
+                (b'N', b'#')
+            } else {
+                (
+                    b"ACGT"[usize::from(bits & 3)],
+                    b"FF:F,FFF"[usize::from(bits >> 5)],
+                )
+            };
+            out[seq + i] = base;
+            out[qual + i] = q;
+        }
+        out[seq + READ_LEN..qual].copy_from_slice(b"\n+\n");
+        out[RECORD_LEN - 1] = b'\n';
+    }
+
+    /// `len` bytes at `offset` (must be within the file).
+    pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        let mut rec = [0u8; RECORD_LEN];
+        let mut pos = offset;
+        let end = (offset + len as u64).min(self.size());
+        while pos < end {
+            let n = pos / RECORD_LEN as u64;
+            let within = (pos % RECORD_LEN as u64) as usize;
+            self.record(n, &mut rec);
+            let take = (RECORD_LEN - within).min((end - pos) as usize);
+            out.extend_from_slice(&rec[within..within + take]);
+            pos += take as u64;
+        }
+        out
+    }
+}
+
+const README: &str = "\
+ocxfs demo account
+==================
+
+You are looking at the built-in documents of the ocxfs emulator: a fake One
+Codex account served from memory, so ocxfs can be tried without an account or
+a network connection. Nothing here is real data.
+
+What to look at:
+- sample_R1.fastq / sample_R2.fastq: small synthetic paired reads.
+- amplicons.fasta: a few made-up 16S-like sequences.
+- classification_report.csv: a made-up abundance table.
+- report.pdf (twice): two documents may share a filename; ocxfs gives each
+  a distinct name.
+- Röö's report.txt: filenames are arbitrary Unicode text.
+- deep_run.fastq: about 64 MiB, generated on the fly, for read-ahead and
+  throughput experiments.
+
+Start the emulator with `ocxfs emulator`, then mount with the printed URL and
+the demo API key.
+";
+
+fn fasta() -> String {
+    let mut s = String::new();
+    let mut state = 0x0f_a5_7a;
+    for (i, name) in [
+        "Demoibacter ocxfsii",
+        "Fusebacillus mountii",
+        "Rangea partialis",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let _ = writeln!(s, ">demo_amplicon_{} {name} 16S rRNA (synthetic)", i + 1);
+        let mut line = String::new();
+        for _ in 0..1500 {
+            line.push(char::from(b"ACGT"[(splitmix64(&mut state) & 3) as usize]));
+            if line.len() == 70 {
+                let _ = writeln!(s, "{line}");
+                line.clear();
+            }
+        }
+        if !line.is_empty() {
+            let _ = writeln!(s, "{line}");
+        }
+    }
+    s
+}
+
+fn csv_report() -> String {
+    let taxa = [
+        (816, "Bacteroides", "genus"),
+        (1578, "Lactobacillus", "genus"),
+        (1301, "Streptococcus", "genus"),
+        (561, "Escherichia", "genus"),
+        (1279, "Staphylococcus", "genus"),
+        (838, "Prevotella", "genus"),
+        (1350, "Enterococcus", "genus"),
+        (1716, "Corynebacterium", "genus"),
+    ];
+    let mut s = String::from("tax_id,name,rank,readcount,abundance\n");
+    let mut state = 0xc5_7;
+    let counts: Vec<u64> = taxa
+        .iter()
+        .map(|_| 1000 + splitmix64(&mut state) % 90_000)
+        .collect();
+    let total: u64 = counts.iter().sum();
+    for ((id, name, rank), n) in taxa.iter().zip(&counts) {
+        let _ = writeln!(s, "{id},{name},{rank},{n},{:.6}", *n as f64 / total as f64);
+    }
+    s
+}
+
+/// A minimal valid one-page PDF showing `lines`.
+fn pdf(lines: &[&str]) -> Vec<u8> {
+    let mut text = String::from("BT /F1 14 Tf 72 720 Td 18 TL\n");
+    for l in lines {
+        let _ = writeln!(text, "({l}) Tj T*");
+    }
+    text.push_str("ET\n");
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+         /Resources << /Font << /F1 5 0 R >> >> >>"
+            .to_owned(),
+        format!("<< /Length {} >>\nstream\n{text}endstream", text.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut out = String::from("%PDF-1.4\n");
+    let mut offsets = Vec::new();
+    for (i, o) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        let _ = write!(out, "{} 0 obj\n{o}\nendobj\n", i + 1);
+    }
+    let xref = out.len();
+    let _ = write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
+    for off in offsets {
+        let _ = write!(out, "{off:010} 00000 n \n");
+    }
+    let _ = write!(
+        out,
+        "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+        objects.len() + 1
+    );
+    out.into_bytes()
+}
+
+/// The demo documents. Ids hash a stable key, so they never change.
+pub(crate) fn documents() -> Vec<Document> {
+    // 2024-05-01T09:00:00Z, then one hour apart, with fixed microseconds.
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_714_554_000);
+    let fastq = |seed, records| SyntheticFastq { seed, records };
+    let memory = |b: Vec<u8>| Source::Memory(Bytes::from(b));
+    let specs: Vec<(&str, &str, Source)> = vec![
+        (
+            "README.txt",
+            "README.txt",
+            memory(README.as_bytes().to_vec()),
+        ),
+        (
+            "sample_R1.fastq",
+            "sample_R1.fastq",
+            Source::Fastq(fastq(1, 2000)),
+        ),
+        (
+            "sample_R2.fastq",
+            "sample_R2.fastq",
+            Source::Fastq(fastq(2, 2000)),
+        ),
+        (
+            "amplicons.fasta",
+            "amplicons.fasta",
+            memory(fasta().into_bytes()),
+        ),
+        (
+            "classification_report.csv",
+            "classification_report.csv",
+            memory(csv_report().into_bytes()),
+        ),
+        (
+            "2024-05/report.pdf",
+            "report.pdf",
+            memory(pdf(&["ocxfs demo report", "Run 1 of 2 (May)"])),
+        ),
+        (
+            "2024-06/report.pdf",
+            "report.pdf",
+            memory(pdf(&["ocxfs demo report", "Run 2 of 2 (June)"])),
+        ),
+        (
+            "roo.txt",
+            "Röö's report.txt",
+            memory(
+                "Röö's report\n\nNon-ASCII names, apostrophes and spaces are all valid \
+                 One Codex filenames.\n"
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        ),
+        (
+            "deep_run.fastq",
+            "deep_run.fastq",
+            Source::Fastq(fastq(0x0cf5, 200_000)),
+        ),
+    ];
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, filename, source))| {
+            let size = match &source {
+                Source::Memory(b) => b.len() as u64,
+                Source::Fastq(f) => f.size(),
+                Source::File(_) => unreachable!("demo documents are generated"),
+            };
+            let created = base + Duration::from_micros(i as u64 * 3_600_000_000 + 123_456);
+            let mut seed = Fnv::new();
+            seed.write(b"demo/");
+            seed.write(key.as_bytes());
+            seed.write(&size.to_le_bytes());
+            let id = format!("{:016x}", fnv1a64(format!("demo/{key}").as_bytes()));
+            Document::new(
+                id,
+                filename.to_owned(),
+                size,
+                created,
+                source,
+                seed.finish(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_fastq_reads_agree_at_any_offset() {
+        let f = SyntheticFastq {
+            seed: 7,
+            records: 50,
+        };
+        let all = f.read(0, f.size() as usize);
+        assert_eq!(all.len() as u64, f.size());
+        assert!(all.starts_with(b"@ocxfs_demo.000000001 length=150\n"));
+        for (off, len) in [(0, 1), (5, 1000), (RECORD_LEN as u64 - 1, 2), (1234, 5000)] {
+            assert_eq!(f.read(off, len), all[off as usize..off as usize + len]);
+        }
+        let text = String::from_utf8(all).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 200);
+        assert_eq!(lines[2], "+");
+        assert_eq!(lines[1].len(), READ_LEN);
+        assert_eq!(lines[3].len(), READ_LEN);
+    }
+
+    #[test]
+    fn demo_documents_are_deterministic() {
+        let a = documents();
+        let b = documents();
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(
+                (&x.id, x.size, x.version().etag),
+                (&y.id, y.size, y.version().etag)
+            );
+        }
+        assert_eq!(a.iter().filter(|d| d.filename == "report.pdf").count(), 2);
+        let total: u64 = a.iter().map(|d| d.size).sum();
+        assert!(total > 64 << 20 && total < 72 << 20, "{total}");
+    }
+}

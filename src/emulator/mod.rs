@@ -1,0 +1,266 @@
+//! A fake One Codex API plus the S3-like storage behind its presigned URLs,
+//! with counters and fault injection: ocxfs's test bed, benchmark server and
+//! offline demo.
+//!
+//! Routes: `/api/v1/...` (API, needs the key), `/storage/{id}/{name}?...`
+//! (presigned URLs, no key), `/_emulator/...` (counters and control, no key).
+
+mod api;
+mod control;
+mod demo;
+mod faults;
+mod net;
+mod range;
+mod stats;
+mod storage;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use stats::{ApiRequests, Stats};
+
+/// The key the emulator accepts by default (API keys are 32 characters).
+pub const DEMO_API_KEY: &str = "0cxf5dem0000000000000000000000ke";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmulatorArgs {
+    /// Address to listen on (port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Serve every regular file under DIR (recursively) as a document; without it, built-in demo documents
+    #[arg(long, value_name = "DIR")]
+    pub docs: Option<PathBuf>,
+    /// JSON manifest overriding document attributes: [{"path", "filename", "null_size", "id", "created_at"}]
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Real lifetime of presigned URLs in seconds
+    #[arg(long, default_value_t = 3600)]
+    pub url_ttl: u64,
+    /// API key that API routes accept
+    #[arg(long, env = "OCXFS_EMULATOR_API_KEY", default_value = DEMO_API_KEY, hide_env_values = true)]
+    pub api_key: String,
+    /// Delay added before the first byte of every storage response
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Per-connection storage bandwidth limit in bytes/s
+    #[arg(long)]
+    pub bandwidth: Option<u64>,
+    /// Shuffle the listing order with this seed (same seed -> same order; pagination stays consistent)
+    #[arg(long)]
+    pub shuffle_seed: Option<u64>,
+    /// Fault to inject, repeatable, e.g. "storage_status:status=503,probability=0.02"
+    #[arg(long = "fault")]
+    pub faults: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read documents directory {}: {source}", path.display())]
+    Docs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad manifest: {0}")]
+    Manifest(String),
+    #[error("bad fault spec {spec:?}: {message}")]
+    Fault { spec: String, message: String },
+    #[error("bad arguments: {0}")]
+    Args(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Everything the handlers share.
+pub(crate) struct Shared {
+    store: store::Store,
+    stats: stats::Counters,
+    faults: faults::Faults,
+    signer: storage::Signer,
+    api_key: String,
+    url_ttl: u64,
+    latency: Duration,
+    bandwidth: Option<u64>,
+    base_url: String,
+}
+
+/// A running emulator.
+pub struct Emulator {
+    base_url: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Emulator {
+    /// Loads the documents, binds, spawns the server task and returns once listening.
+    pub async fn start(args: EmulatorArgs) -> Result<Emulator, EmulatorError> {
+        if args.bandwidth == Some(0) {
+            return Err(EmulatorError::Args("--bandwidth must be at least 1".into()));
+        }
+        let faults = faults::Faults::default();
+        for spec in &args.faults {
+            let fault = faults::Fault::parse_cli(spec).map_err(|message| EmulatorError::Fault {
+                spec: spec.clone(),
+                message,
+            })?;
+            faults.add(fault);
+        }
+        let docs = match (&args.docs, &args.manifest) {
+            (Some(dir), manifest) => {
+                let (dir, manifest) = (dir.clone(), manifest.clone());
+                tokio::task::spawn_blocking(move || store::load_dir(&dir, manifest.as_deref()))
+                    .await
+                    .map_err(|e| EmulatorError::Io {
+                        context: "scanning documents",
+                        source: std::io::Error::other(e),
+                    })??
+            }
+            (None, Some(_)) => {
+                return Err(EmulatorError::Args("--manifest needs --docs".into()));
+            }
+            (None, None) => demo::documents(),
+        };
+        let store = store::Store::new(docs, args.shuffle_seed)?;
+
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|source| EmulatorError::Bind {
+                addr: args.listen,
+                source,
+            })?;
+        let mut addr = listener.local_addr().map_err(|source| EmulatorError::Io {
+            context: "reading the listening address",
+            source,
+        })?;
+        // A wildcard listen address is not something a client can connect to.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        let base_url = format!("http://{addr}");
+        let shared = Arc::new(Shared {
+            store,
+            stats: stats::Counters::default(),
+            faults,
+            signer: storage::Signer::new(),
+            api_key: args.api_key,
+            url_ttl: args.url_ttl,
+            latency: Duration::from_millis(args.latency_ms),
+            bandwidth: args.bandwidth,
+            base_url: base_url.clone(),
+        });
+        let app = router(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = axum::serve(
+            net::Listener(listener),
+            app.into_make_service_with_connect_info::<net::ConnInfo>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(async move { server.await });
+        tracing::info!(url = %base_url, documents = shared.store.listing().len(), "emulator listening");
+        Ok(Emulator {
+            base_url,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The same data as `GET /_emulator/stats`.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Graceful stop: in-flight responses get a few seconds to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(storage::routes())
+        .merge(control::routes())
+        .fallback(|| async { api::error(axum::http::StatusCode::NOT_FOUND, "Not found", None) })
+        .with_state(shared)
+}
+
+/// CLI entry: prints the base URL alone on the first line of stdout, then one
+/// line per document (`id<TAB>size<TAB>filename`), and serves until SIGINT/SIGTERM.
+pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
+    let emulator = Emulator::start(args).await?;
+    let mut out = std::io::stdout().lock();
+    let mut lines = format!("{}\n", emulator.base_url());
+    for d in emulator.shared.store.listing() {
+        lines.push_str(&format!(
+            "{}\t{}\t{}\n",
+            d.id,
+            d.size,
+            d.filename.escape_debug()
+        ));
+    }
+    let printed = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
+    drop(out);
+    printed.map_err(|source| EmulatorError::Io {
+        context: "writing to stdout",
+        source,
+    })?;
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|source| EmulatorError::Io {
+            context: "installing the SIGTERM handler",
+            source,
+        })?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    emulator.shutdown().await;
+    Ok(())
+}

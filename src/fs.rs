@@ -1,0 +1,285 @@
+//! The filesystem's operations on the catalog and the reader, free of any
+//! FUSE type so that they can be tested without a mount.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::api::ApiClient;
+use crate::catalog::{Catalog, Node};
+use crate::error::{Error, Result};
+use crate::reader::{ObjectState, OpenFile, Reader};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    pub mtime: SystemTime,
+    pub uid: u32,
+    pub gid: u32,
+    /// The size is not known yet (the API listed it as null).
+    pub size_unknown: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirEntry<'a> {
+    pub ino: u64,
+    pub kind: Kind,
+    pub name: &'a str,
+}
+
+/// How the kernel should treat an opened file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    pub fh: u64,
+    /// Bypass the page cache: the kernel did not know the file's size, so
+    /// it must not clamp reads to it.
+    pub direct_io: bool,
+    /// The object is the version whose pages the kernel may have cached.
+    pub keep_cache: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    pub uid: u32,
+    pub gid: u32,
+    /// Listings older than this are refreshed in the background.
+    pub listing_ttl: Duration,
+}
+
+pub struct OcxFs {
+    api: Arc<ApiClient>,
+    reader: Arc<Reader>,
+    config: FsConfig,
+    catalog: RwLock<Catalog>,
+    listed_at: Mutex<Instant>,
+    refreshing: AtomicBool,
+    mounted_at: SystemTime,
+    /// Per-inode object state, shared by all handles of a file.
+    objects: Mutex<HashMap<u64, Arc<ObjectState>>>,
+    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_fh: AtomicU64,
+}
+
+impl OcxFs {
+    /// Build the filesystem from a first listing (fetched by the caller so
+    /// that a failure stops the mount before it happens).
+    pub fn new(
+        api: Arc<ApiClient>,
+        reader: Arc<Reader>,
+        catalog: Catalog,
+        config: FsConfig,
+    ) -> OcxFs {
+        OcxFs {
+            api,
+            reader,
+            config,
+            catalog: RwLock::new(catalog),
+            listed_at: Mutex::new(Instant::now()),
+            refreshing: AtomicBool::new(false),
+            mounted_at: SystemTime::now(),
+            objects: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    pub fn reader(&self) -> &Arc<Reader> {
+        &self.reader
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+
+    fn catalog(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().expect("catalog lock poisoned")
+    }
+
+    fn attr_of(&self, catalog: &Catalog, ino: u64) -> Result<Attr> {
+        let base = Attr {
+            ino,
+            kind: Kind::Dir,
+            size: 0,
+            perm: 0o555,
+            nlink: 2,
+            mtime: self.mounted_at,
+            uid: self.config.uid,
+            gid: self.config.gid,
+            size_unknown: false,
+        };
+        match catalog
+            .node(ino)
+            .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?
+        {
+            Node::Dir(_) => Ok(base),
+            Node::File(info) => {
+                // A size learned from storage beats the listing's.
+                let learned = self
+                    .objects
+                    .lock()
+                    .expect("objects lock poisoned")
+                    .get(&ino)
+                    .and_then(|o| o.size());
+                let size = learned.or(info.size);
+                Ok(Attr {
+                    kind: Kind::File,
+                    size: size.unwrap_or(0),
+                    perm: 0o444,
+                    nlink: 1,
+                    mtime: info.created,
+                    size_unknown: size.is_none(),
+                    ..base
+                })
+            }
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        self.attr_of(&self.catalog(), ino)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        let catalog = self.catalog();
+        let ino = catalog
+            .lookup(parent, name)
+            .ok_or_else(|| Error::NotFound(name.to_owned()))?;
+        self.attr_of(&catalog, ino)
+    }
+
+    /// Entries of a directory from position `offset` on (`.` and `..`
+    /// first), handed to `add` with the offset of the entry after each,
+    /// until `add` says its buffer is full.
+    pub fn readdir(
+        &self,
+        ino: u64,
+        offset: u64,
+        mut add: impl FnMut(DirEntry<'_>, u64) -> bool,
+    ) -> Result<()> {
+        let catalog = self.catalog();
+        let Some(Node::Dir(dir)) = catalog.node(ino) else {
+            return Err(Error::NotFound(format!("directory {ino}")));
+        };
+        let dots = [(".", ino), ("..", dir.parent)];
+        let dots = dots.into_iter().map(|(name, ino)| DirEntry {
+            ino,
+            kind: Kind::Dir,
+            name,
+        });
+        let children = dir.entries.iter().map(|(name, &child)| {
+            let kind = if catalog.file(child).is_some() {
+                Kind::File
+            } else {
+                Kind::Dir
+            };
+            DirEntry {
+                ino: child,
+                kind,
+                name,
+            }
+        });
+        for (i, entry) in dots.chain(children).enumerate().skip(offset as usize) {
+            if add(entry, i as u64 + 1) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Open for reading: one POST unless a valid URL is cached.
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Err(Error::ReadOnly);
+        }
+        let info = self.catalog().file(ino).cloned().ok_or_else(|| {
+            Error::NotFound(format!(
+                "inode {ino} is not a file (or was deleted upstream)"
+            ))
+        })?;
+        let (state, keep_cache) = {
+            let mut objects = self.objects.lock().expect("objects lock poisoned");
+            match objects.get(&ino) {
+                Some(s) if !s.is_stale() => (s.clone(), true),
+                previous => {
+                    // A changed object starts afresh: new cache key, and the
+                    // kernel drops its pages of the old version.
+                    let keep = previous.is_none();
+                    let s = self.reader.new_object(info.object.clone(), info.size);
+                    objects.insert(ino, s.clone());
+                    (s, keep)
+                }
+            }
+        };
+        let file = self.reader.open(state).await?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .expect("handles lock poisoned")
+            .insert(fh, Arc::new(file));
+        Ok(Opened {
+            fh,
+            direct_io: info.size.is_none(),
+            keep_cache,
+        })
+    }
+
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let file = self
+            .handles
+            .lock()
+            .expect("handles lock poisoned")
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| Error::InvalidResponse(format!("unknown file handle {fh}")))?;
+        self.reader.read(&file, offset, u64::from(size)).await
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles
+            .lock()
+            .expect("handles lock poisoned")
+            .remove(&fh);
+    }
+
+    /// Whether the listing is older than its TTL; if so the caller should
+    /// run `refresh` in the background (at most one runs at a time).
+    pub fn take_refresh_due(&self) -> bool {
+        let due = self
+            .listed_at
+            .lock()
+            .expect("listed_at lock poisoned")
+            .elapsed()
+            >= self.config.listing_ttl;
+        due && !self.refreshing.swap(true, Ordering::AcqRel)
+    }
+
+    /// Fetch the listing again and swap it in. On failure the old listing
+    /// stays, and the next attempt waits another TTL.
+    pub async fn refresh(&self) {
+        match self.api.list_documents().await {
+            Ok(docs) => {
+                let skipped = self
+                    .catalog
+                    .write()
+                    .expect("catalog lock poisoned")
+                    .set_documents(&docs);
+                tracing::debug!(documents = docs.len(), skipped, "listing refreshed");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "listing refresh failed; keeping the previous listing")
+            }
+        }
+        *self.listed_at.lock().expect("listed_at lock poisoned") = Instant::now();
+        self.refreshing.store(false, Ordering::Release);
+    }
+}

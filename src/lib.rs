@@ -1,0 +1,16 @@
+//! ocxfs: a One Codex account as a read-only filesystem.
+
+pub mod api;
+pub mod cache;
+pub mod catalog;
+pub mod emulator;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod metrics;
+pub mod mount;
+pub mod names;
+pub mod prefetch;
+pub mod presign;
+pub mod reader;
+pub mod storage;

@@ -1,0 +1,77 @@
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use ocxfs::mount::{self, MountArgs};
+
+/// Mount a One Codex account as a read-only filesystem.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log level or filter (also RUST_LOG), e.g. info, debug, ocxfs=trace
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount your One Codex documents on a directory
+    Mount(MountArgs),
+    /// Unmount a mounted directory
+    Unmount {
+        /// The mount point
+        mountpoint: std::path::PathBuf,
+    },
+    /// Serve a fake One Codex API and storage (test bed and offline demo)
+    Emulator(ocxfs::emulator::EmulatorArgs),
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,ocxfs=info"))
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.as_deref());
+    // reqwest is built without a default TLS provider; install ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let result = match cli.command {
+        Command::Mount(args) if args.foreground => mount::run_foreground(args),
+        Command::Mount(args) => mount::spawn_daemon(&args),
+        Command::Unmount { mountpoint } => unmount(&mountpoint),
+        Command::Emulator(args) => tokio::runtime::Runtime::new()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(ocxfs::emulator::run(args))
+                    .map_err(|e| e.to_string())
+            }),
+    };
+    if let Err(reason) = result {
+        eprintln!("ocxfs: {reason}");
+        std::process::exit(1);
+    }
+}
+
+fn unmount(path: &std::path::Path) -> Result<(), String> {
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("--")
+        .arg(path)
+        .status()
+        .map_err(|e| format!("cannot run fusermount3: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("could not unmount {}", path.display()))
+    }
+}

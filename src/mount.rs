@@ -1,0 +1,471 @@
+//! `ocxfs mount`: check everything that can fail before mounting, mount,
+//! report readiness to the parent that started the daemon, and unmount
+//! cleanly on SIGINT/SIGTERM.
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::api::{ApiClient, DEFAULT_API_BASE, credentials};
+use crate::catalog::Catalog;
+use crate::emulator::{DEMO_API_KEY, Emulator, EmulatorArgs};
+use crate::error::Error;
+use crate::fs::{FsConfig, OcxFs};
+use crate::fuse::FuseAdapter;
+use crate::metrics::Metrics;
+use crate::presign::PresignCache;
+use crate::reader::{Reader, RetryPolicy};
+use crate::storage::StorageClient;
+
+/// Environment variable that carries `--api-key` to the daemon, so that the
+/// key never appears in the daemon's command line (visible in `ps`).
+pub const API_KEY_ENV: &str = "OCXFS_API_KEY";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MountArgs {
+    /// Directory to mount on
+    pub mountpoint: PathBuf,
+    /// One Codex API base URL
+    #[arg(long, env = "ONE_CODEX_API_BASE", default_value = DEFAULT_API_BASE)]
+    pub api_base: String,
+    /// API key (else ONE_CODEX_BEARER_TOKEN, ONE_CODEX_API_KEY, ~/.onecodex)
+    #[arg(long, env = API_KEY_ENV, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Stay in the foreground (logs to stderr)
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Mount the built-in demo account (an embedded emulator), no key needed
+    #[arg(long, conflicts_with_all = ["api_key"])]
+    pub demo: bool,
+    /// Seconds before the listing is fetched again
+    #[arg(long, default_value_t = 60)]
+    pub listing_ttl: u64,
+    /// Memory for cached and in-flight data, e.g. 512M or 2G
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+    /// Seconds without data from storage before a request is cut and retried
+    #[arg(long, default_value_t = 30)]
+    pub stall_timeout: u64,
+    /// Log file when detached (default: $XDG_STATE_HOME/ocxfs/ocxfs.log)
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Internal: file descriptor on which the daemon reports readiness
+    #[arg(long, hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+/// `512M`, `2G`, `1048576`: binary units.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("unknown unit in {s:?} (use K, M, G)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Default budget: an eighth of RAM, between 256 MiB and 1 GiB.
+fn default_memory_budget() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let ram = (pages.max(0) as u64).saturating_mul(page.max(0) as u64);
+    (ram / 8).clamp(256 << 20, 1 << 30)
+}
+
+/// Parent side of the daemon: start `ocxfs mount --foreground` detached,
+/// and return once it reports the mount ready, or with its reason.
+pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
+    let log = match &args.log_file {
+        Some(p) => p.clone(),
+        None => default_log_path().map_err(|e| format!("cannot create a log directory: {e}"))?,
+    };
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open log file {}: {e}", log.display()))?;
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let write_fd = fds[1];
+
+    let mut cmd = Command::new(
+        std::env::current_exe().map_err(|e| format!("cannot find ocxfs itself: {e}"))?,
+    );
+    cmd.arg("mount")
+        .arg(&args.mountpoint)
+        .arg("--foreground")
+        .arg("--ready-fd")
+        .arg(write_fd.to_string());
+    cmd.arg("--api-base").arg(&args.api_base);
+    cmd.arg("--listing-ttl").arg(args.listing_ttl.to_string());
+    cmd.arg("--stall-timeout")
+        .arg(args.stall_timeout.to_string());
+    if let Some(m) = args.max_memory {
+        cmd.arg("--max-memory").arg(m.to_string());
+    }
+    if args.allow_other {
+        cmd.arg("--allow-other");
+    }
+    if args.demo {
+        cmd.arg("--demo");
+    }
+    match &args.api_key {
+        Some(key) => cmd.env(API_KEY_ENV, key),
+        None => cmd.env_remove(API_KEY_ENV),
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            // Let the daemon inherit the write end of the readiness pipe.
+            if libc::fcntl(write_fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
+    drop(write_end);
+    let mut answer = String::new();
+    let _ = std::fs::File::from(read_end).read_to_string(&mut answer);
+    match answer.lines().next() {
+        Some("ok") => Ok(()),
+        Some(reason) => {
+            let _ = child.wait();
+            Err(reason.trim_start_matches("error: ").to_owned())
+        }
+        None => {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            Err(format!(
+                "the mount daemon stopped before the mount was ready ({status}); see {}",
+                log.display()
+            ))
+        }
+    }
+}
+
+fn default_log_path() -> std::io::Result<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join("ocxfs");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join("ocxfs.log"))
+}
+
+/// Tells the parent how the mount went (when there is a parent).
+struct Readiness(Option<std::fs::File>);
+
+impl Readiness {
+    fn from_fd(fd: Option<i32>) -> Readiness {
+        // SAFETY: the parent passed us this descriptor for this purpose.
+        Readiness(fd.map(|fd| unsafe { std::fs::File::from_raw_fd(fd) }))
+    }
+    fn send(&mut self, line: &str) {
+        if let Some(mut f) = self.0.take() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// Check the mount point: it must exist and be a directory. A dead FUSE
+/// mount left by a killed ocxfs is cleared.
+fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("mount point {} is not a directory", path.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            tracing::warn!(
+                "{} is a dead FUSE mount (its process died); clearing it",
+                path.display()
+            );
+            lazy_unmount(path);
+            if std::fs::metadata(path).is_err() {
+                return Err(format!(
+                    "mount point {} is a dead mount that could not be cleared",
+                    path.display()
+                ));
+            }
+            eprintln!("ocxfs: cleared a stale mount at {}", path.display());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("mount point {} does not exist", path.display()));
+        }
+        Err(e) => return Err(format!("mount point {}: {e}", path.display())),
+    }
+    let path = path
+        .canonicalize()
+        .map_err(|e| format!("mount point {}: {e}", path.display()))?;
+    if is_mounted(&path) {
+        return Err(format!("{} is already a mount point", path.display()));
+    }
+    Ok(path)
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    let target = path.to_string_lossy().replace(' ', "\\040");
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(target.as_str()))
+}
+
+/// Detach a mount even while files are open on it.
+pub fn lazy_unmount(path: &Path) {
+    let ok = Command::new("fusermount3")
+        .args(["-u", "-z", "-q", "--"])
+        .arg(path)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+            // SAFETY: c is a valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// Ask the kernel for 1 MiB read-ahead on this mount (its FUSE default is
+/// 128 KiB, which caps sequential reads at 128 KiB requests). Needs root;
+/// without it the default stays.
+fn raise_kernel_readahead(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let dev = meta.dev();
+    let bdi = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    match std::fs::write(&bdi, "1024") {
+        Ok(()) => tracing::debug!("kernel read-ahead set to 1 MiB"),
+        Err(e) => tracing::debug!("kernel read-ahead left at its default ({bdi}: {e})"),
+    }
+}
+
+/// The daemon (or `--foreground`): everything up to a ready mount, then
+/// serve until a signal or an external unmount.
+pub fn run_foreground(args: MountArgs) -> Result<(), String> {
+    let mut ready = Readiness::from_fd(args.ready_fd);
+    let result = mount_and_serve(&args, &mut ready);
+    if let Err(reason) = &result {
+        ready.send(&format!("error: {reason}"));
+    }
+    result
+}
+
+fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String> {
+    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ocxfs-io")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+
+    // The demo account is an emulator inside this process.
+    let demo = if args.demo {
+        let emu = rt
+            .block_on(Emulator::start(demo_account()))
+            .map_err(|e| format!("demo emulator: {e}"))?;
+        Some(emu)
+    } else {
+        None
+    };
+    let (api_base, credentials) = match &demo {
+        Some(emu) => (
+            emu.base_url().to_owned(),
+            credentials::Credentials::ApiKey(credentials::Secret::new(DEMO_API_KEY)),
+        ),
+        None => {
+            let (c, source) = credentials::from_environment(args.api_key.as_deref())
+                .map_err(|e| e.to_string())?;
+            tracing::debug!(%source, "using credentials");
+            (args.api_base.clone(), c)
+        }
+    };
+    let api = Arc::new(ApiClient::new(&api_base, credentials).map_err(|e| e.to_string())?);
+    let docs = rt.block_on(async {
+        api.account()
+            .await
+            .map_err(|e| describe_startup_error(&e, &api_base))?;
+        api.list_documents()
+            .await
+            .map_err(|e| describe_startup_error(&e, &api_base))
+    })?;
+
+    let metrics = Arc::new(Metrics::default());
+    // A failed POST answers for its object this long without a new POST.
+    let negative_ttl = Duration::from_secs(10);
+    let presign = Arc::new(PresignCache::new(
+        api.clone(),
+        negative_ttl,
+        metrics.clone(),
+    ));
+    let storage =
+        StorageClient::new(Duration::from_secs(args.stall_timeout)).map_err(|e| e.to_string())?;
+    let budget = args.max_memory.unwrap_or_else(default_memory_budget);
+    let reader = Arc::new(Reader::new(
+        storage,
+        presign,
+        budget,
+        RetryPolicy::default(),
+        metrics,
+    ));
+    let mut catalog = Catalog::new();
+    let skipped = catalog.set_documents(&docs);
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let config = FsConfig {
+        uid,
+        gid,
+        listing_ttl: Duration::from_secs(args.listing_ttl.max(1)),
+    };
+    let fs = Arc::new(OcxFs::new(api, reader, catalog, config));
+
+    let options = vec![
+        MountOption::FSName("ocxfs".into()),
+        MountOption::Subtype("ocxfs".into()),
+        MountOption::RO,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::DefaultPermissions,
+    ];
+    let mut fuse_config = Config::default();
+    fuse_config.mount_options = options;
+    // Visible to the mounting user only unless asked otherwise.
+    fuse_config.acl = if args.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    fuse_config.n_threads = Some(4);
+    fuse_config.clone_fd = true;
+    let adapter = FuseAdapter::new(fs, rt.handle().clone());
+    let mut session = fuser::Session::new(adapter, &mountpoint, &fuse_config)
+        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let session_thread = std::thread::Builder::new()
+        .name("ocxfs-fuse".into())
+        .spawn(move || {
+            let result = session.run();
+            let _ = done_tx.send(());
+            result
+        })
+        .map_err(|e| format!("cannot start the FUSE loop: {e}"))?;
+    raise_kernel_readahead(&mountpoint);
+
+    let count = docs.len() - skipped;
+    tracing::info!(documents = count, mountpoint = %mountpoint.display(), "mounted");
+    eprintln!(
+        "ocxfs: {count} documents mounted at {}",
+        mountpoint.display()
+    );
+    ready.send("ok");
+
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: unmounting"),
+            _ = term.recv() => tracing::info!("SIGTERM: unmounting"),
+            _ = done_rx => tracing::info!("unmounted from outside"),
+        }
+    });
+    if let Err(e) = unmounter.unmount() {
+        // Busy (files open): detach now, the kernel finishes when they close.
+        tracing::warn!("unmount: {e}; detaching lazily");
+        lazy_unmount(&mountpoint);
+    }
+    let _ = session_thread.join();
+    if let Some(emu) = demo {
+        rt.block_on(emu.shutdown());
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+    Ok(())
+}
+
+/// The embedded emulator behind `--demo`: built-in documents on a private
+/// loopback port.
+fn demo_account() -> EmulatorArgs {
+    EmulatorArgs {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        docs: None,
+        manifest: None,
+        url_ttl: 3600,
+        api_key: DEMO_API_KEY.to_owned(),
+        latency_ms: 0,
+        bandwidth: None,
+        shuffle_seed: None,
+        faults: Vec::new(),
+    }
+}
+
+/// One line that says what went wrong before mounting, and what to do.
+fn describe_startup_error(e: &Error, base: &str) -> String {
+    match e {
+        Error::Unauthorized { .. } | Error::Forbidden(_) => {
+            format!("the API key was rejected by {base} ({e})")
+        }
+        Error::Network(_) | Error::Timeout(_) => format!("cannot reach {base}: {e}"),
+        _ => format!("{base}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+    }
+}

@@ -1,0 +1,453 @@
+//! Serving reads: per-object state, download jobs that fill the block
+//! cache from ranged GETs (with retries and URL refresh), and assembling
+//! each FUSE read from blocks.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rand::Rng;
+use tokio::task::AbortHandle;
+
+use crate::api::ObjectId;
+use crate::cache::{BLOCK_SIZE, BlockCache, BlockKey, Claim, Job, Slot};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::prefetch::Prefetch;
+use crate::presign::{PresignCache, PresignedUrl};
+use crate::storage::{RangeAnswer, StorageClient};
+
+/// Read-ahead is fetched in parts of this size by concurrent GETs: large
+/// enough that request overhead is small, small enough that several run
+/// at once and a cancelled part wastes little.
+const PART_SIZE: u64 = 8 * 1024 * 1024;
+const UNKNOWN_SIZE: u64 = u64::MAX;
+
+/// Retries of one ranged GET on transient failures (5xx, 429, resets,
+/// short bodies, stalls): exponential backoff with full jitter.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let cap = self
+            .base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max_delay);
+        let jitter = cap.mul_f64(rand::rng().random::<f64>());
+        // Retry-After is the server's explicit word: honour it, but do not
+        // hang a reader for minutes.
+        retry_after.map_or(jitter, |r| r.min(Duration::from_secs(30)).max(jitter))
+    }
+}
+
+/// One version of one object, shared by all its open handles.
+pub struct ObjectState {
+    pub object: ObjectId,
+    /// Cache key of this version: a changed object gets a new state and
+    /// so never mixes blocks with the old one.
+    file_key: u64,
+    size: AtomicU64,
+    etag: Mutex<Option<String>>,
+    stale: AtomicBool,
+}
+
+impl ObjectState {
+    pub fn size(&self) -> Option<u64> {
+        Some(self.size.load(Ordering::Acquire)).filter(|&s| s != UNKNOWN_SIZE)
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(Ordering::Acquire)
+    }
+
+    /// Storage's word on the size wins over the listing's.
+    fn learn_size(&self, total: u64) {
+        let old = self.size.swap(total, Ordering::AcqRel);
+        if old != UNKNOWN_SIZE && old != total {
+            tracing::warn!(object = %self.object, listed = old, stored = total, "storage size differs from the listing; using storage's");
+        }
+    }
+
+    /// The first ETag seen pins the version; any other one is a change.
+    fn check_etag(&self, etag: Option<&str>) -> Result<()> {
+        let Some(etag) = etag else { return Ok(()) };
+        let mut pinned = self.etag.lock().expect("etag lock poisoned");
+        match pinned.as_deref() {
+            None => {
+                *pinned = Some(etag.to_owned());
+                Ok(())
+            }
+            Some(p) if p == etag => Ok(()),
+            Some(p) => Err(Error::Changed {
+                expected: p.to_owned(),
+                found: etag.to_owned(),
+            }),
+        }
+    }
+
+    fn etag(&self) -> Option<String> {
+        self.etag.lock().expect("etag lock poisoned").clone()
+    }
+}
+
+/// An open handle: its read-ahead state and the read-ahead jobs it started.
+pub struct OpenFile {
+    pub object: Arc<ObjectState>,
+    prefetch: Mutex<Prefetch>,
+    readahead: Mutex<Vec<(Arc<Job>, AbortHandle)>>,
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        for (_, abort) in self
+            .readahead
+            .get_mut()
+            .expect("readahead lock poisoned")
+            .drain(..)
+        {
+            abort.abort();
+        }
+    }
+}
+
+pub struct Reader {
+    cache: BlockCache,
+    storage: StorageClient,
+    presign: Arc<PresignCache>,
+    metrics: Arc<Metrics>,
+    retry: RetryPolicy,
+    next_file_key: AtomicU64,
+}
+
+impl Reader {
+    pub fn new(
+        storage: StorageClient,
+        presign: Arc<PresignCache>,
+        memory_budget: u64,
+        retry: RetryPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Reader {
+        Reader {
+            cache: BlockCache::new(memory_budget),
+            storage,
+            presign,
+            metrics,
+            retry,
+            next_file_key: AtomicU64::new(1),
+        }
+    }
+
+    pub fn cache_usage(&self) -> (u64, u64) {
+        self.cache.usage()
+    }
+
+    pub fn new_object(&self, object: ObjectId, size: Option<u64>) -> Arc<ObjectState> {
+        Arc::new(ObjectState {
+            object,
+            file_key: self.next_file_key.fetch_add(1, Ordering::Relaxed),
+            size: AtomicU64::new(size.unwrap_or(UNKNOWN_SIZE)),
+            etag: Mutex::new(None),
+            stale: AtomicBool::new(false),
+        })
+    }
+
+    /// Make `object` readable: a presigned URL (one POST unless one is
+    /// cached) and, when the listing did not say, the size from storage.
+    pub async fn open(self: &Arc<Self>, object: Arc<ObjectState>) -> Result<OpenFile> {
+        self.presign.get(&object.object).await?;
+        if object.size().is_none() {
+            // The first block tells the size (Content-Range) and is kept.
+            self.block(&object, 0).await?;
+        }
+        Ok(OpenFile {
+            object,
+            prefetch: Mutex::new(Prefetch::default()),
+            readahead: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Bytes `[offset, offset + len)` of the file, short only at its end.
+    pub async fn read(self: &Arc<Self>, file: &OpenFile, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let state = &file.object;
+        tracing::trace!(object = %state.object, offset, len, "read");
+        if state.is_stale() {
+            return Err(Error::Changed {
+                expected: state.etag().unwrap_or_default(),
+                found: "a newer version".into(),
+            });
+        }
+        let size = state
+            .size()
+            .ok_or_else(|| Error::InvalidResponse("size unknown after open".into()))?;
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = (offset + len).min(size);
+        let blocks = offset / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE);
+        let plan = file
+            .prefetch
+            .lock()
+            .expect("prefetch lock poisoned")
+            .on_read(offset, end - offset, size);
+        if plan.cancel {
+            tracing::debug!(object = %state.object, offset, "far seek: cancelling read-ahead");
+            self.cancel_readahead(file);
+        }
+        for job in self
+            .cache
+            .claim(state.file_key, blocks.clone(), Claim::Demand)
+            .jobs
+        {
+            tracing::trace!(object = %state.object, blocks = ?job.blocks, "demand fetch");
+            self.spawn_job(state.clone(), job);
+        }
+        if let Some(ahead) = plan.ahead {
+            self.start_readahead(file, ahead);
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for index in blocks {
+            let block = self.block(state, index).await?;
+            let block_start = index * BLOCK_SIZE;
+            let from = offset.max(block_start) - block_start;
+            let to = (end - block_start).min(block.len() as u64);
+            if from >= to {
+                return Err(Error::InvalidResponse(format!(
+                    "block {index} is shorter than the object"
+                )));
+            }
+            out.extend_from_slice(&block[from as usize..to as usize]);
+        }
+        Metrics::add(&self.metrics.bytes_served, out.len() as u64);
+        Ok(out)
+    }
+
+    /// One block, from the cache, from the job fetching it, or fetched now.
+    async fn block(self: &Arc<Self>, state: &Arc<ObjectState>, index: u64) -> Result<Bytes> {
+        let key = BlockKey {
+            file: state.file_key,
+            index,
+        };
+        // A block whose download another handle cancelled is claimed again;
+        // the bound only guards against a livelock.
+        for _ in 0..16 {
+            match self.cache.slot(key) {
+                Slot::Ready(b) => {
+                    Metrics::add(&self.metrics.block_hits, 1);
+                    return Ok(b);
+                }
+                Slot::Pending(job) => match job.block(index).await {
+                    Err(Error::Cancelled) => continue,
+                    other => return other,
+                },
+                Slot::Absent => {
+                    Metrics::add(&self.metrics.block_misses, 1);
+                    for job in self
+                        .cache
+                        .claim(state.file_key, index..index + 1, Claim::Demand)
+                        .jobs
+                    {
+                        self.spawn_job(state.clone(), job);
+                    }
+                }
+            }
+        }
+        Err(Error::Cancelled)
+    }
+
+    fn start_readahead(self: &Arc<Self>, file: &OpenFile, range: Range<u64>) {
+        let state = &file.object;
+        let mut jobs = Vec::new();
+        let mut part_start = range.start;
+        while part_start < range.end {
+            let part_end = (part_start + PART_SIZE).min(range.end);
+            let blocks = part_start / BLOCK_SIZE..part_end.div_ceil(BLOCK_SIZE);
+            let claimed = self.cache.claim(state.file_key, blocks, Claim::ReadAhead);
+            jobs.extend(claimed.jobs);
+            if let Some(stop) = claimed.budget_stop {
+                // Memory is short: ask again on a later read instead of growing.
+                let until = (stop * BLOCK_SIZE).max(part_start);
+                file.prefetch
+                    .lock()
+                    .expect("prefetch lock poisoned")
+                    .granted_until(until);
+                break;
+            }
+            part_start = part_end;
+        }
+        let mut mine = file.readahead.lock().expect("readahead lock poisoned");
+        mine.retain(|(job, _)| !job.is_finished());
+        for job in jobs {
+            tracing::trace!(object = %state.object, blocks = ?job.blocks, "read-ahead fetch");
+            let abort = self.spawn_job(state.clone(), job.clone());
+            mine.push((job, abort));
+        }
+    }
+
+    fn cancel_readahead(&self, file: &OpenFile) {
+        let jobs: Vec<_> = file
+            .readahead
+            .lock()
+            .expect("readahead lock poisoned")
+            .drain(..)
+            .collect();
+        for (job, abort) in jobs {
+            abort.abort();
+            self.cache.fail_job(&job, Error::Cancelled);
+        }
+    }
+
+    fn spawn_job(self: &Arc<Self>, state: Arc<ObjectState>, job: Arc<Job>) -> AbortHandle {
+        let reader = self.clone();
+        tokio::spawn(async move {
+            // Frees the job's blocks however the task ends, abort included.
+            let guard = JobGuard { reader: &reader, job: &job };
+            if let Err(error) = reader.run_job(&state, &job).await {
+                if let Error::Changed { .. } = error {
+                    state.stale.store(true, Ordering::Release);
+                }
+                if !matches!(error, Error::Cancelled) {
+                    Metrics::add(&reader.metrics.read_errors, 1);
+                    tracing::error!(object = %state.object, kind = error.kind(), %error, "download failed");
+                }
+                reader.cache.fail_job(&job, error);
+            }
+            drop(guard);
+        })
+        .abort_handle()
+    }
+
+    /// Download the job's blocks, resuming after transient failures and
+    /// refreshing the URL once if storage says it expired.
+    async fn run_job(&self, state: &ObjectState, job: &Job) -> Result<()> {
+        let mut url = self.presign.get(&state.object).await?;
+        let mut failures = 0;
+        let mut refreshed = false;
+        loop {
+            let first = job.blocks.start + job.done();
+            if first >= job.blocks.end {
+                return Ok(());
+            }
+            match self.fetch(state, job, &url, first).await {
+                Ok(()) => {}
+                Err(Error::UrlExpired) if !refreshed => {
+                    refreshed = true;
+                    tracing::info!(object = %state.object, "presigned URL expired; asking for a new one");
+                    url = self.presign.refresh(&state.object, &url).await?;
+                }
+                Err(e) if e.is_transient() && failures + 1 < self.retry.attempts => {
+                    failures += 1;
+                    Metrics::add(&self.metrics.storage_retries, 1);
+                    let retry_after = match &e {
+                        Error::RateLimited { retry_after } => *retry_after,
+                        _ => None,
+                    };
+                    let delay = self.retry.delay(failures, retry_after);
+                    tracing::warn!(object = %state.object, error = %e, attempt = failures, ?delay, "retrying ranged GET");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One ranged GET from block `first` to the job's end, feeding blocks
+    /// into the cache as they complete.
+    async fn fetch(
+        &self,
+        state: &ObjectState,
+        job: &Job,
+        url: &PresignedUrl,
+        first: u64,
+    ) -> Result<()> {
+        let start = first * BLOCK_SIZE;
+        let end = state.size().map_or(job.blocks.end * BLOCK_SIZE, |s| {
+            s.min(job.blocks.end * BLOCK_SIZE)
+        });
+        Metrics::add(&self.metrics.storage_gets, 1);
+        if start >= end {
+            return self.finish_past_end(job);
+        }
+        let etag = state.etag();
+        let mut body = match self
+            .storage
+            .get_range(url.url(), start, end, etag.as_deref())
+            .await?
+        {
+            RangeAnswer::Body(body) => body,
+            RangeAnswer::PastEnd { total } => {
+                match total {
+                    Some(total) => state.learn_size(total),
+                    None if state.size().is_none() => {
+                        return Err(Error::InvalidResponse(
+                            "storage would not tell the object's size".into(),
+                        ));
+                    }
+                    None => {}
+                }
+                return self.finish_past_end(job);
+            }
+        };
+        state.check_etag(body.etag.as_deref())?;
+        if state.size() != Some(body.total) {
+            state.learn_size(body.total);
+        }
+        let total = body.total;
+        let mut index = first;
+        let block_len = |index: u64| (total - index * BLOCK_SIZE).min(BLOCK_SIZE) as usize;
+        let mut buf = BytesMut::with_capacity(block_len(index));
+        while let Some(mut chunk) = body.chunk().await? {
+            Metrics::add(&self.metrics.bytes_fetched, chunk.len() as u64);
+            while !chunk.is_empty() {
+                let take = (block_len(index) - buf.len()).min(chunk.len());
+                buf.extend_from_slice(&chunk.split_to(take));
+                if buf.len() == block_len(index) {
+                    self.cache.complete_block(job, buf.split().freeze());
+                    index += 1;
+                    if index * BLOCK_SIZE < total {
+                        buf.reserve(block_len(index));
+                    }
+                }
+            }
+        }
+        if index < job.blocks.end && index * BLOCK_SIZE >= total {
+            return self.finish_past_end(job);
+        }
+        Ok(())
+    }
+
+    /// Blocks at or past the end of the object are empty.
+    fn finish_past_end(&self, job: &Job) -> Result<()> {
+        while job.blocks.start + job.done() < job.blocks.end {
+            self.cache.complete_block(job, Bytes::new());
+        }
+        Ok(())
+    }
+}
+
+struct JobGuard<'a> {
+    reader: &'a Reader,
+    job: &'a Job,
+}
+
+impl Drop for JobGuard<'_> {
+    fn drop(&mut self) {
+        self.reader.cache.fail_job(self.job, Error::Cancelled);
+    }
+}
