@@ -388,12 +388,15 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let session_thread = std::thread::Builder::new()
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
         .name("ocxfs-fuse".into())
         .spawn(move || {
-            let result = session.run();
+            if let Err(e) = session.run() {
+                tracing::error!("FUSE session ended with an error: {e}");
+            }
             let _ = done_tx.send(());
-            result
+            let _ = ended_tx.send(());
         })
         .map_err(|e| format!("cannot start the FUSE loop: {e}"))?;
     raise_kernel_readahead(&mountpoint);
@@ -416,11 +419,14 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         }
     });
     if let Err(e) = unmounter.unmount() {
-        // Busy (files open): detach now, the kernel finishes when they close.
+        // Busy (files open): detach the mount now. Open files keep the FUSE
+        // connection alive; it ends when this process exits.
         tracing::warn!("unmount: {e}; detaching lazily");
         lazy_unmount(&mountpoint);
     }
-    let _ = session_thread.join();
+    if ended_rx.recv_timeout(Duration::from_secs(2)).is_err() {
+        tracing::warn!("files are still open on the detached mount; they will fail from now on");
+    }
     if let Some(emu) = demo {
         rt.block_on(emu.shutdown());
     }

@@ -1,0 +1,224 @@
+//! Test harness: a real `ocxfs emulator` process and real FUSE mounts of
+//! `ocxfs mount`, both stopped by process id when the test ends.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "0cxf5dem0000000000000000000000ke";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ocxfs")
+}
+
+/// FUSE is required: a test that needs it fails loudly without it.
+pub fn require_fuse() {
+    assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: these tests need FUSE (install fuse3, load the fuse module)");
+    let fusermount = Command::new("fusermount3").arg("-V").output();
+    assert!(fusermount.is_ok(), "fusermount3 is missing: install the fuse3 package");
+}
+
+pub struct EmulatorProc {
+    child: Child,
+    pub url: String,
+}
+
+impl EmulatorProc {
+    pub fn start(docs: &Path, extra: &[&str]) -> EmulatorProc {
+        let mut child = Command::new(bin())
+            .arg("emulator")
+            .arg("--docs")
+            .arg(docs)
+            .args(extra)
+            .env("OCXFS_EMULATOR_API_KEY", KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the emulator");
+        let mut first = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).expect("emulator output");
+        // Keep draining what else it prints.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let url = first.trim().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "emulator printed {first:?}");
+        EmulatorProc { child, url }
+    }
+
+    pub fn curl(&self, args: &[&str]) -> String {
+        let out = Command::new("curl").arg("-sS").args(args).output().expect("run curl");
+        assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.curl(&[&format!("{}/_emulator/stats", self.url)])).unwrap()
+    }
+
+    pub fn control(&self, path: &str) {
+        self.curl(&["-X", "POST", &format!("{}/_emulator/{path}", self.url)]);
+    }
+
+    pub fn posts(&self, id: &str) -> u64 {
+        self.stats()["posts"][id].as_u64().unwrap_or(0)
+    }
+
+    pub fn posts_total(&self) -> u64 {
+        self.stats()["posts_total"].as_u64().unwrap()
+    }
+
+    /// The listing as the API gives it: (id, filename, size).
+    pub fn documents(&self) -> Vec<(String, String, Option<u64>)> {
+        let body = self.curl(&["-H", &format!("X-API-Key: {KEY}"), &format!("{}/api/v1/documents?per_page=1000", self.url)]);
+        let docs: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        docs.iter()
+            .map(|d| {
+                let id = d["$uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+                (id, d["filename"].as_str().unwrap().to_owned(), d["size"].as_u64())
+            })
+            .collect()
+    }
+
+    /// The id of the document whose filename is `name` (must be unique).
+    pub fn id_of(&self, name: &str) -> String {
+        let docs = self.documents();
+        let hits: Vec<_> = docs.iter().filter(|d| d.1 == name).collect();
+        assert_eq!(hits.len(), 1, "{name} should be listed once");
+        hits[0].0.clone()
+    }
+}
+
+impl Drop for EmulatorProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn is_mounted(dir: &Path) -> bool {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir.to_str().unwrap()))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ocxfs mount --foreground` on a directory, unmounted and stopped when
+/// dropped.
+pub struct MountProc {
+    child: Option<Child>,
+    pub dir: PathBuf,
+}
+
+impl MountProc {
+    pub fn start(emu: &EmulatorProc, dir: &Path, extra: &[&str]) -> MountProc {
+        require_fuse();
+        let child = Command::new(bin())
+            .arg("mount")
+            .arg(dir)
+            .arg("--foreground")
+            .arg("--api-base")
+            .arg(&emu.url)
+            .args(extra)
+            .env("ONE_CODEX_API_KEY", KEY)
+            .env_remove("ONE_CODEX_BEARER_TOKEN")
+            .env_remove("OCXFS_API_KEY")
+            .env("RUST_LOG", "warn,ocxfs=debug")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ocxfs mount");
+        let mut m = MountProc { child: Some(child), dir: dir.to_owned() };
+        let start = Instant::now();
+        while !is_mounted(dir) {
+            if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ocxfs mount exited with {status} before mounting");
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "mount did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+
+    pub fn docs(&self) -> PathBuf {
+        self.dir.join("documents")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("ocxfs did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for MountProc {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate()));
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(&self.dir).status();
+        }
+    }
+}
+
+/// Wait for a condition on the mount (e.g. a process to exit).
+pub fn eventually(what: &str, f: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(15), f);
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(data))
+}
+
+/// `sha256sum FILE` through the real tool.
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn write(dir: &Path, rel: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap();
+    p
+}
