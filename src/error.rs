@@ -24,6 +24,9 @@ pub enum Error {
     Server { status: u16, message: String },
     #[error("network error: {0}")]
     Network(String),
+    /// No connection was made: the request was certainly not processed.
+    #[error("cannot connect: {0}")]
+    Connect(String),
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("invalid response: {0}")]
@@ -61,6 +64,7 @@ impl Error {
             Error::RateLimited { .. }
             | Error::Server { .. }
             | Error::Network(_)
+            | Error::Connect(_)
             | Error::InvalidResponse(_)
             | Error::Truncated { .. }
             | Error::UrlExpired
@@ -75,6 +79,7 @@ impl Error {
             Error::RateLimited { .. }
                 | Error::Server { .. }
                 | Error::Network(_)
+                | Error::Connect(_)
                 | Error::Timeout(_)
                 | Error::Truncated { .. }
         )
@@ -90,6 +95,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::Server { .. } => "server",
             Error::Network(_) => "network",
+            Error::Connect(_) => "connect",
             Error::Timeout(_) => "timeout",
             Error::InvalidResponse(_) => "invalid_response",
             Error::Truncated { .. } => "truncated",
@@ -104,18 +110,19 @@ impl Error {
     /// Classify a reqwest failure without its URL: presigned URLs are
     /// secrets and reqwest's Display includes the URL.
     pub fn from_http(err: &reqwest::Error) -> Error {
-        let what = if err.is_connect() {
-            "cannot connect"
-        } else if err.is_body() || err.is_decode() {
+        let cause = std::error::Error::source(err)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        if err.is_connect() {
+            return Error::Connect(format!("connection failed{cause}"));
+        }
+        let what = if err.is_body() || err.is_decode() {
             "connection failed while reading the body"
         } else if err.is_request() {
             "request failed"
         } else {
             "HTTP failure"
         };
-        let cause = std::error::Error::source(err)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
         if err.is_timeout() {
             Error::Timeout(format!("{what}{cause}"))
         } else {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::api::ApiClient;
+use crate::api::{ApiClient, ObjectId};
 use crate::catalog::{Catalog, Node};
 use crate::error::{Error, Result};
 use crate::reader::{ObjectState, OpenFile, Reader};
@@ -55,6 +55,8 @@ pub struct FsConfig {
     pub gid: u32,
     /// Listings older than this are refreshed in the background.
     pub listing_ttl: Duration,
+    /// Longest an open or a read may take before it fails with ETIMEDOUT.
+    pub read_timeout: Duration,
 }
 
 pub struct OcxFs {
@@ -220,7 +222,8 @@ impl OcxFs {
                 }
             }
         };
-        let file = self.reader.open(state).await?;
+        let object = info.object.clone();
+        let file = self.deadline(self.reader.open(state), &object).await?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles
             .lock()
@@ -241,7 +244,28 @@ impl OcxFs {
             .get(&fh)
             .cloned()
             .ok_or_else(|| Error::InvalidResponse(format!("unknown file handle {fh}")))?;
-        self.reader.read(&file, offset, u64::from(size)).await
+        let read = self.reader.read(&file, offset, u64::from(size));
+        self.deadline(read, &file.object.object).await
+    }
+
+    /// Bound an operation by the read timeout: a process blocked on a dead
+    /// server gets ETIMEDOUT instead of hanging (the kernel cannot
+    /// interrupt a FUSE read that ocxfs does not answer).
+    async fn deadline<T>(
+        &self,
+        op: impl Future<Output = Result<T>>,
+        object: &ObjectId,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.config.read_timeout, op).await {
+            Ok(result) => result,
+            Err(_) => {
+                let error =
+                    Error::Timeout(format!("no answer within {:?}", self.config.read_timeout));
+                tracing::error!(%object, %error, "giving up on a read");
+                self.reader.metrics().count_error(&error);
+                Err(error)
+            }
+        }
     }
 
     pub fn release(&self, fh: u64) {

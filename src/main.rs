@@ -34,6 +34,19 @@ fn init_logging(level: Option<&str>) {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,ocxfs=info"))
         }
     };
+    // The HTTP libraries log request URLs at debug level, and presigned URLs
+    // are secrets: keep them at info whatever the filter asks.
+    let filter = [
+        "reqwest=info",
+        "hyper=info",
+        "hyper_util=info",
+        "h2=info",
+        "rustls=info",
+    ]
+    .into_iter()
+    .fold(filter, |f, d| {
+        f.add_directive(d.parse().expect("static directive"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,6 +1,10 @@
 //! Counters of what the mount did, for logs, tests and `ocxfs stats`.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::error::Error;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -16,7 +20,8 @@ pub struct Metrics {
     pub bytes_served: AtomicU64,
     pub block_hits: AtomicU64,
     pub block_misses: AtomicU64,
-    pub read_errors: AtomicU64,
+    /// Failures by kind (`Error::kind`), each counted where it is logged.
+    errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -25,5 +30,18 @@ impl Metrics {
     }
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
+    }
+
+    pub fn count_error(&self, error: &Error) {
+        *self
+            .errors
+            .lock()
+            .expect("metrics lock poisoned")
+            .entry(error.kind())
+            .or_default() += 1;
+    }
+
+    pub fn errors(&self) -> BTreeMap<&'static str, u64> {
+        self.errors.lock().expect("metrics lock poisoned").clone()
     }
 }

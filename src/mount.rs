@@ -55,6 +55,10 @@ pub struct MountArgs {
     /// Seconds without data from storage before a request is cut and retried
     #[arg(long, default_value_t = 30)]
     pub stall_timeout: u64,
+    /// Seconds an open or a read may take, retries included, before it
+    /// fails with ETIMEDOUT
+    #[arg(long, default_value_t = 60)]
+    pub read_timeout: u64,
     /// Log file when detached (default: $XDG_STATE_HOME/ocxfs/ocxfs.log)
     #[arg(long)]
     pub log_file: Option<PathBuf>,
@@ -132,6 +136,7 @@ pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
     cmd.arg("--listing-ttl").arg(args.listing_ttl.to_string());
     cmd.arg("--stall-timeout")
         .arg(args.stall_timeout.to_string());
+    cmd.arg("--read-timeout").arg(args.read_timeout.to_string());
     if let Some(m) = args.max_memory {
         cmd.arg("--max-memory").arg(m.to_string());
     }
@@ -362,6 +367,7 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         uid,
         gid,
         listing_ttl: Duration::from_secs(args.listing_ttl.max(1)),
+        read_timeout: Duration::from_secs(args.read_timeout.max(1)),
     };
     let fs = Arc::new(OcxFs::new(api, reader, catalog, config));
 
@@ -456,7 +462,9 @@ fn describe_startup_error(e: &Error, base: &str) -> String {
         Error::Unauthorized { .. } | Error::Forbidden(_) => {
             format!("the API key was rejected by {base} ({e})")
         }
-        Error::Network(_) | Error::Timeout(_) => format!("cannot reach {base}: {e}"),
+        Error::Network(_) | Error::Connect(_) | Error::Timeout(_) => {
+            format!("cannot reach {base}: {e}")
+        }
         _ => format!("{base}: {e}"),
     }
 }

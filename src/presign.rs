@@ -165,6 +165,7 @@ impl PresignCache {
             }
             Err(err) => {
                 Metrics::add(&self.metrics.post_failures, 1);
+                self.metrics.count_error(&err);
                 tracing::error!(%object, error = %err, "download_uri POST failed; not retrying");
                 slot.failure = Some((err.clone(), Instant::now()));
                 Err(err)

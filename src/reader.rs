@@ -154,6 +154,10 @@ impl Reader {
         }
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn cache_usage(&self) -> (u64, u64) {
         self.cache.usage()
     }
@@ -323,7 +327,7 @@ impl Reader {
                     state.stale.store(true, Ordering::Release);
                 }
                 if !matches!(error, Error::Cancelled) {
-                    Metrics::add(&reader.metrics.read_errors, 1);
+                    reader.metrics.count_error(&error);
                     tracing::error!(object = %state.object, kind = error.kind(), %error, "download failed");
                 }
                 reader.cache.fail_job(&job, error);

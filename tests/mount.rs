@@ -42,7 +42,10 @@ fn tricky_docs(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn names_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
 }
 
 #[test]
@@ -57,12 +60,23 @@ fn lists_every_document_with_safe_unique_names_and_right_sizes() {
     assert_eq!(names_in(&m.dir), BTreeSet::from(["documents".to_owned()]));
     let listed = emu.documents();
     let id = |path_name: &str, size: u64| {
-        listed.iter().find(|d| d.1 == path_name && d.2.is_none_or(|s| s == size)).unwrap().0.clone()
+        listed
+            .iter()
+            .find(|d| d.1 == path_name && d.2.is_none_or(|s| s == size))
+            .unwrap()
+            .0
+            .clone()
     };
     let long = listed.iter().find(|d| d.1.len() > 255).unwrap();
-    let long_name = names_in(&m.docs()).into_iter().find(|n| n.starts_with("xxx")).unwrap();
+    let long_name = names_in(&m.docs())
+        .into_iter()
+        .find(|n| n.starts_with("xxx"))
+        .unwrap();
     assert!(long_name.len() <= 255, "{}", long_name.len());
-    assert!(long_name.ends_with(&format!(".{}.fastq.gz", long.0)), "{long_name}");
+    assert!(
+        long_name.ends_with(&format!(".{}.fastq.gz", long.0)),
+        "{long_name}"
+    );
 
     let expected: BTreeSet<String> = [
         format!("report.{}.pdf", id("report.pdf", 300_000)),
@@ -97,8 +111,15 @@ fn lists_every_document_with_safe_unique_names_and_right_sizes() {
     let dir_meta = std::fs::metadata(m.docs()).unwrap();
     assert_eq!(dir_meta.mode() & 0o7777, 0o555);
     // created_at becomes the mtime.
-    let src_mtime = std::fs::metadata(docs.join("andy's report.pdf")).unwrap().mtime();
-    assert_eq!(std::fs::metadata(m.docs().join("andy's report.pdf")).unwrap().mtime(), src_mtime);
+    let src_mtime = std::fs::metadata(docs.join("andy's report.pdf"))
+        .unwrap()
+        .mtime();
+    assert_eq!(
+        std::fs::metadata(m.docs().join("andy's report.pdf"))
+            .unwrap()
+            .mtime(),
+        src_mtime
+    );
     assert_eq!(emu.posts_total(), 0, "listing and stat never POST");
 }
 
@@ -125,7 +146,10 @@ fn cp_and_cat_give_byte_identical_files() {
         let status = Command::new("cp").arg(&src).arg(&copy).status().unwrap();
         assert!(status.success(), "cp {name}");
         let copied = sha256(&std::fs::read(&copy).unwrap());
-        assert!(by_content.contains_key(&copied), "cp of {name} matches no source file");
+        assert!(
+            by_content.contains_key(&copied),
+            "cp of {name} matches no source file"
+        );
         let cat = Command::new("cat").arg(&src).output().unwrap();
         assert!(cat.status.success());
         assert_eq!(sha256(&cat.stdout), copied, "cat and cp of {name} differ");
@@ -133,17 +157,33 @@ fn cp_and_cat_give_byte_identical_files() {
     }
     // The null-size document reads in full and then stats with its size.
     let sizeless = std::fs::read(m.docs().join("sizeless.fastq")).unwrap();
-    assert_eq!(sizeless, std::fs::read(docs.join("sizeless.fastq")).unwrap());
-    assert_eq!(std::fs::metadata(m.docs().join("sizeless.fastq")).unwrap().len(), (2 * MIB + 123) as u64);
+    assert_eq!(
+        sizeless,
+        std::fs::read(docs.join("sizeless.fastq")).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(m.docs().join("sizeless.fastq"))
+            .unwrap()
+            .len(),
+        (2 * MIB + 123) as u64
+    );
     assert_eq!(std::fs::read(m.docs().join("empty.bin")).unwrap(), b"");
-    assert_eq!(emu.stats()["storage_requests_with_credentials"], 0, "API credentials reached storage");
+    assert_eq!(
+        emu.stats()["storage_requests_with_credentials"],
+        0,
+        "API credentials reached storage"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        if p.is_dir() {
+            out.extend(walk(&p))
+        } else {
+            out.push(p)
+        }
     }
     out
 }
@@ -164,7 +204,13 @@ fn eight_concurrent_readers_and_ten_opens_cost_one_post() {
 
     // Eight readers at once, as separate processes: all share one POST.
     let procs: Vec<_> = (0..8)
-        .map(|_| Command::new("sha256sum").arg(&file).stdout(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            Command::new("sha256sum")
+                .arg(&file)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for p in procs {
         let out = p.wait_with_output().unwrap();
@@ -186,7 +232,10 @@ fn eight_concurrent_readers_and_ten_opens_cost_one_post() {
         })
         .collect();
     for (i, t) in threads.into_iter().enumerate() {
-        assert!(t.join().unwrap() == data[i * 3 * MIB..i * 3 * MIB + MIB], "thread {i} bytes");
+        assert!(
+            t.join().unwrap() == data[i * 3 * MIB..i * 3 * MIB + MIB],
+            "thread {i} bytes"
+        );
     }
     // Ten sequential opens.
     for _ in 0..10 {
@@ -234,7 +283,10 @@ fn an_expired_url_costs_exactly_one_more_post_and_reads_go_on() {
         })
         .collect();
     for (t, mib) in threads.into_iter().zip(regions) {
-        assert!(t.join().unwrap() == data[mib * MIB..(mib + 1) * MIB], "bytes at {mib} MiB");
+        assert!(
+            t.join().unwrap() == data[mib * MIB..(mib + 1) * MIB],
+            "bytes at {mib} MiB"
+        );
     }
     // And the handle opened before expiry reads on too.
     f.seek(SeekFrom::Start(60 * MIB as u64)).unwrap();
@@ -243,7 +295,10 @@ fn an_expired_url_costs_exactly_one_more_post_and_reads_go_on() {
     assert!(tail == data[60 * MIB..61 * MIB]);
 
     let stats = emu.stats();
-    assert!(stats["expired_403"].as_u64().unwrap() >= 1, "storage never refused the URL: {stats}");
+    assert!(
+        stats["expired_403"].as_u64().unwrap() >= 1,
+        "storage never refused the URL: {stats}"
+    );
     assert_eq!(emu.posts(&id), 2, "one POST, then exactly one after expiry");
 }
 
@@ -258,16 +313,32 @@ fn a_bad_key_exits_nonzero_and_mounts_nothing() {
     std::fs::create_dir(&mnt).unwrap();
     for foreground in [false, true] {
         let mut cmd = Command::new(bin());
-        cmd.arg("mount").arg(&mnt).args(["--api-base", &emu.url, "--api-key", "wrongwrongwrongwrongwrongwrong00"]);
+        cmd.arg("mount").arg(&mnt).args([
+            "--api-base",
+            &emu.url,
+            "--api-key",
+            "wrongwrongwrongwrongwrongwrong00",
+        ]);
         if foreground {
             cmd.arg("--foreground");
         }
-        let out = cmd.env_remove("ONE_CODEX_API_KEY").env_remove("ONE_CODEX_BEARER_TOKEN").output().unwrap();
+        let out = cmd
+            .env_remove("ONE_CODEX_API_KEY")
+            .env_remove("ONE_CODEX_BEARER_TOKEN")
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(stderr.contains("API key was rejected"), "{stderr}");
-        assert!(!stderr.contains("wrongwrong"), "the key was printed: {stderr}");
-        assert_eq!(stderr.lines().filter(|l| l.starts_with("ocxfs:")).count(), 1, "{stderr}");
+        assert!(
+            !stderr.contains("wrongwrong"),
+            "the key was printed: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("ocxfs:")).count(),
+            1,
+            "{stderr}"
+        );
         assert!(!is_mounted(&mnt));
     }
     assert_eq!(emu.posts_total(), 0);
@@ -320,15 +391,23 @@ fn writes_creates_renames_and_deletes_fail_with_erofs() {
     std::fs::create_dir(&mnt).unwrap();
     let m = MountProc::start(&emu, &mnt, &[]);
     let a = m.docs().join("a.txt");
-    let erofs = |r: std::io::Result<()>| assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
+    let erofs =
+        |r: std::io::Result<()>| assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
     erofs(std::fs::OpenOptions::new().write(true).open(&a).map(drop));
     erofs(std::fs::OpenOptions::new().append(true).open(&a).map(drop));
     erofs(std::fs::File::create(m.docs().join("new.txt")).map(drop));
     erofs(std::fs::remove_file(&a));
     erofs(std::fs::rename(&a, m.docs().join("b.txt")));
     erofs(std::fs::create_dir(m.docs().join("d")));
-    erofs(std::fs::set_permissions(&a, std::os::unix::fs::PermissionsExt::from_mode(0o644)));
-    let sh = Command::new("sh").arg("-c").arg(format!("echo x > '{}'", a.display())).output().unwrap();
+    erofs(std::fs::set_permissions(
+        &a,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    ));
+    let sh = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo x > '{}'", a.display()))
+        .output()
+        .unwrap();
     assert!(!sh.status.success());
     assert_eq!(std::fs::read(&a).unwrap(), b"hello", "nothing changed");
     assert_eq!(emu.posts_total(), 1, "only the read opened the file");
@@ -372,7 +451,14 @@ fn the_daemon_returns_once_mounted_and_unmount_stops_it() {
     let out = Command::new(bin())
         .arg("mount")
         .arg(&mnt)
-        .args(["--api-base", &emu.url, "--api-key", KEY, "--log-file", log.to_str().unwrap()])
+        .args([
+            "--api-base",
+            &emu.url,
+            "--api-key",
+            KEY,
+            "--log-file",
+            log.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     // Clean up whatever happens below.
@@ -380,37 +466,60 @@ fn the_daemon_returns_once_mounted_and_unmount_stops_it() {
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
             if is_mounted(self.0) {
-                let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(self.0).status();
+                let _ = Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(self.0)
+                    .status();
             }
         }
     }
     let _guard = Unmount(&mnt);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Ready means ready: no waiting before the first read.
-    assert_eq!(std::fs::read_to_string(mnt.join("documents/hello.txt")).unwrap(), "hello world\n");
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("documents/hello.txt")).unwrap(),
+        "hello world\n"
+    );
     let daemon = daemon_pid(&mnt).expect("a daemon process serves the mount");
     let cmdline = std::fs::read(format!("/proc/{daemon}/cmdline")).unwrap();
-    assert!(!String::from_utf8_lossy(&cmdline).contains(KEY), "the key is visible in ps");
-    let un = Command::new(bin()).arg("unmount").arg(&mnt).status().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(KEY),
+        "the key is visible in ps"
+    );
+    let un = Command::new(bin())
+        .arg("unmount")
+        .arg(&mnt)
+        .status()
+        .unwrap();
     assert!(un.success());
     assert!(!is_mounted(&mnt));
-    eventually("the daemon to exit", || !Path::new(&format!("/proc/{daemon}")).exists() || is_zombie(daemon));
+    eventually("the daemon to exit", || {
+        !Path::new(&format!("/proc/{daemon}")).exists() || is_zombie(daemon)
+    });
 }
 
 fn daemon_pid(mnt: &Path) -> Option<i32> {
     let needle = mnt.to_str().unwrap();
-    std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).find(|pid| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| {
-                let c = String::from_utf8_lossy(&c).replace('\0', " ");
-                c.contains(needle) && c.contains("--ready-fd")
-            })
-            .unwrap_or(false)
-    })
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                    c.contains(needle) && c.contains("--ready-fd")
+                })
+                .unwrap_or(false)
+        })
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split(' ').nth(2) == Some("Z"))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.split(' ').nth(2) == Some("Z"))
 }
 
 #[test]
@@ -419,7 +528,11 @@ fn names_are_stable_whatever_the_listing_order_and_all_pages_are_read() {
     let docs = tmp.path().join("docs");
     // 2,345 documents: three pages of 1,000, with many shared names.
     for i in 0..2345 {
-        write(&docs, &format!("d{}/sample_{}.fastq", i % 7, i / 7), format!("{i}\n").as_bytes());
+        write(
+            &docs,
+            &format!("d{}/sample_{}.fastq", i % 7, i / 7),
+            format!("{i}\n").as_bytes(),
+        );
     }
     let names_with_seed = |seed: &str| {
         let emu = EmulatorProc::start(&docs, &["--shuffle-seed", seed]);
@@ -428,11 +541,18 @@ fn names_are_stable_whatever_the_listing_order_and_all_pages_are_read() {
         let m = MountProc::start(&emu, &mnt, &[]);
         let names = names_in(&m.docs());
         let stats = emu.stats();
-        assert!(stats["api_requests"]["list_documents"].as_u64().unwrap() >= 3, "{stats}");
+        assert!(
+            stats["api_requests"]["list_documents"].as_u64().unwrap() >= 3,
+            "{stats}"
+        );
         names
     };
     let first = names_with_seed("1");
     assert_eq!(first.len(), 2345);
     assert_eq!(first, names_with_seed("2"));
-    assert!(first.iter().all(|n| n.len() <= 255 && n.ends_with(".fastq")));
+    assert!(
+        first
+            .iter()
+            .all(|n| n.len() <= 255 && n.ends_with(".fastq"))
+    );
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url, header};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use credentials::Credentials;
@@ -140,15 +141,26 @@ impl ApiClient {
             .append_pair("per_page", &PAGE_SIZE.to_string())
             .append_pair("page", "1");
         let mut items: Vec<T> = Vec::new();
+        // Entries received, parsed or not, compared with X-Total-Count.
+        let mut seen = 0u64;
         let mut page = 1u32;
         loop {
             let resp = self.send(self.request(Method::GET, url.clone())).await?;
             let total = pagination::total_count(resp.headers());
             let next = pagination::next_link(resp.headers(), &url)?;
-            let batch: Vec<T> = Self::json(resp, path).await?;
+            let batch: Vec<Box<RawValue>> = Self::json(resp, path).await?;
             let empty = batch.is_empty();
-            items.extend(batch);
-            let done = empty || total.is_some_and(|t| items.len() as u64 >= t);
+            seen += batch.len() as u64;
+            // One malformed entry must not hide the rest of the account.
+            for raw in batch {
+                match serde_json::from_str::<T>(raw.get()) {
+                    Ok(item) => items.push(item),
+                    Err(e) => {
+                        tracing::warn!(listing = path, error = %e, "skipping an entry the API sent malformed")
+                    }
+                }
+            }
+            let done = empty || total.is_some_and(|t| seen >= t);
             match next {
                 _ if done => break,
                 Some(next) => {
@@ -171,17 +183,29 @@ impl ApiClient {
         Ok(items)
     }
 
-    /// `POST …/{id}/download_uri`. May incur retrieval charges: this is
-    /// never retried here; the presign cache decides when to call it.
+    /// `POST …/{id}/download_uri`. May incur retrieval charges: sent again
+    /// only when it certainly was not processed (see `post_retry_delay`);
+    /// the presign cache decides when to call it at all.
     pub async fn download_uri(&self, object: &ObjectId) -> Result<DownloadUri> {
         let path = format!(
             "/api/v1/{}/{}/download_uri",
             object.kind.collection(),
             object.id
         );
-        let resp = self
-            .send(self.request(Method::POST, self.url(&path)))
-            .await?;
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            match self.send(self.request(Method::POST, self.url(&path))).await {
+                Ok(resp) => break resp,
+                Err(e) => match post_retry_delay(&e, attempt) {
+                    Some(delay) => {
+                        tracing::warn!(%object, error = %e, ?delay, "download_uri POST was not processed; trying again");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => return Err(e),
+                },
+            }
+        };
         let uri: DownloadUri = Self::json(resp, "download_uri").await?;
         match Url::parse(&uri.download_uri) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(uri),
@@ -189,6 +213,24 @@ impl ApiClient {
                 "download_uri is not an http(s) URL".into(),
             )),
         }
+    }
+}
+
+/// The POST may cost money, so it is sent again only when it certainly was
+/// not processed: the connection was never made, or the API said 429 and
+/// how long to wait. At most three tries, and never a long wait.
+fn post_retry_delay(e: &Error, attempt: u32) -> Option<Duration> {
+    const MAX_ATTEMPTS: u32 = 3;
+    const MAX_WAIT: Duration = Duration::from_secs(30);
+    if attempt >= MAX_ATTEMPTS {
+        return None;
+    }
+    match e {
+        Error::Connect(_) => Some(Duration::from_millis(500) * attempt),
+        Error::RateLimited {
+            retry_after: Some(wait),
+        } if *wait <= MAX_WAIT => Some(*wait),
+        _ => None,
     }
 }
 
@@ -228,4 +270,43 @@ pub(crate) async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Vec<
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_post_is_retried_only_when_certainly_not_processed() {
+        let refused = Error::Connect("refused".into());
+        assert!(post_retry_delay(&refused, 1).is_some());
+        assert!(post_retry_delay(&refused, 3).is_none(), "bounded");
+        let told = Error::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(post_retry_delay(&told, 1), Some(Duration::from_secs(2)));
+        assert!(post_retry_delay(&Error::RateLimited { retry_after: None }, 1).is_none());
+        let too_long = Error::RateLimited {
+            retry_after: Some(Duration::from_secs(3600)),
+        };
+        assert!(post_retry_delay(&too_long, 1).is_none());
+        for processed_maybe in [
+            Error::Server {
+                status: 500,
+                message: String::new(),
+            },
+            Error::Server {
+                status: 503,
+                message: String::new(),
+            },
+            Error::Network("reset".into()),
+            Error::Timeout("slow".into()),
+            Error::PaymentRequired(String::new()),
+        ] {
+            assert!(
+                post_retry_delay(&processed_maybe, 1).is_none(),
+                "{processed_maybe}"
+            );
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! API documents as nullable are `Option`.
 
 use chrono::{DateTime, FixedOffset};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 /// A reference to another resource: `{"$ref": "/api/v1/users/…"}`, or the
 /// resource expanded inline with its `$uri` (when `expand=all` is sent).
@@ -33,9 +34,9 @@ pub struct Document {
     #[serde(rename = "$uri")]
     pub uri: String,
     pub created_at: DateTime<FixedOffset>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lossy_string")]
     pub filename: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_size")]
     pub size: Option<u64>,
     #[serde(default)]
     pub uploader: Option<Reference>,
@@ -81,6 +82,80 @@ impl std::fmt::Debug for DownloadUri {
 pub struct ApiErrorBody {
     #[serde(default, alias = "msg")]
     pub message: Option<String>,
+}
+
+/// A string field decoded leniently: a lone UTF-16 surrogate escape (which
+/// strict JSON parsers reject, failing the whole listing) becomes U+FFFD.
+fn lossy_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let raw = Option::<Box<RawValue>>::deserialize(d)?;
+    match raw.as_deref().map(RawValue::get) {
+        None | Some("null") => Ok(None),
+        Some(text) => decode_json_string(text)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("expected a string")),
+    }
+}
+
+/// A size that is not a non-negative integer (a float, a string, a value
+/// beyond u64) is treated as unknown: the size is then learned from storage.
+fn lenient_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value.as_u64())
+}
+
+/// Decode a JSON string literal (with its quotes), replacing invalid
+/// escapes of surrogates by U+FFFD.
+pub fn decode_json_string(text: &str) -> Option<String> {
+    let inner = text.trim().strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars().peekable();
+    let hex4 = |chars: &mut std::iter::Peekable<std::str::Chars>| -> Option<u32> {
+        let s: String = (0..4).filter_map(|_| chars.next()).collect();
+        if s.len() == 4 {
+            u32::from_str_radix(&s, 16).ok()
+        } else {
+            None
+        }
+    };
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '"' => out.push('"'),
+            '\\' => out.push('\\'),
+            '/' => out.push('/'),
+            'b' => out.push('\u{8}'),
+            'f' => out.push('\u{c}'),
+            'n' => out.push('\n'),
+            'r' => out.push('\r'),
+            't' => out.push('\t'),
+            'u' => {
+                let unit = hex4(&mut chars)?;
+                let decoded = match unit {
+                    0xD800..=0xDBFF => {
+                        let mut lookahead = chars.clone();
+                        let low = (lookahead.next() == Some('\\') && lookahead.next() == Some('u'))
+                            .then(|| hex4(&mut lookahead))
+                            .flatten()
+                            .filter(|l| (0xDC00..=0xDFFF).contains(l));
+                        match low {
+                            Some(low) => {
+                                chars = lookahead;
+                                char::from_u32(0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00))
+                            }
+                            None => None,
+                        }
+                    }
+                    _ => char::from_u32(unit),
+                };
+                out.push(decoded.unwrap_or(char::REPLACEMENT_CHARACTER));
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 pub fn last_segment(uri: &str) -> &str {
@@ -140,6 +215,37 @@ mod tests {
         assert_eq!(users[0].email.as_deref(), Some("asmngs@onecodex.com"));
         let e: ApiErrorBody = serde_json::from_str(r#"{"msg": "nope", "status": 402}"#).unwrap();
         assert_eq!(e.message.as_deref(), Some("nope"));
+    }
+
+    #[test]
+    fn bad_names_and_sizes_do_not_fail_the_listing() {
+        let json = r#"{"$uri": "/api/v1/documents/ab", "created_at": "2020-01-01T00:00:00Z",
+            "filename": "a\ud800b\ud83d\ude00\n\"q\"\u00e9", "size": 1e300}"#;
+        let d: Document = serde_json::from_str(json).unwrap();
+        assert_eq!(d.filename.as_deref(), Some("a\u{fffd}b😀\n\"q\"é"));
+        assert_eq!(d.size, None);
+        let d: Document = serde_json::from_str(r#"{"$uri": "/x/ab", "created_at": "2020-01-01T00:00:00Z", "size": -3, "filename": null}"#).unwrap();
+        assert_eq!((d.filename, d.size), (None, None));
+        assert!(
+            serde_json::from_str::<Document>(
+                r#"{"$uri": "/x/ab", "created_at": "2020-01-01T00:00:00Z", "filename": 7}"#
+            )
+            .is_err()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_matches_serde_on_valid_strings(s in "\\PC*") {
+            let text = serde_json::to_string(&s).unwrap();
+            proptest::prop_assert_eq!(decode_json_string(&text), Some(s));
+        }
+
+        #[test]
+        fn decoding_never_panics(s in ".*") {
+            let _ = decode_json_string(&s);
+            let _ = serde_json::from_str::<Document>(&s);
+        }
     }
 
     #[test]

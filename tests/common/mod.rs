@@ -15,9 +15,15 @@ pub fn bin() -> &'static str {
 
 /// FUSE is required: a test that needs it fails loudly without it.
 pub fn require_fuse() {
-    assert!(Path::new("/dev/fuse").exists(), "/dev/fuse is missing: these tests need FUSE (install fuse3, load the fuse module)");
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "/dev/fuse is missing: these tests need FUSE (install fuse3, load the fuse module)"
+    );
     let fusermount = Command::new("fusermount3").arg("-V").output();
-    assert!(fusermount.is_ok(), "fusermount3 is missing: install the fuse3 package");
+    assert!(
+        fusermount.is_ok(),
+        "fusermount3 is missing: install the fuse3 package"
+    );
 }
 
 pub struct EmulatorProc {
@@ -43,13 +49,24 @@ impl EmulatorProc {
         // Keep draining what else it prints.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let url = first.trim().to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "emulator printed {first:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "emulator printed {first:?}"
+        );
         EmulatorProc { child, url }
     }
 
     pub fn curl(&self, args: &[&str]) -> String {
-        let out = Command::new("curl").arg("-sS").args(args).output().expect("run curl");
-        assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("curl")
+            .arg("-sS")
+            .args(args)
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -71,12 +88,26 @@ impl EmulatorProc {
 
     /// The listing as the API gives it: (id, filename, size).
     pub fn documents(&self) -> Vec<(String, String, Option<u64>)> {
-        let body = self.curl(&["-H", &format!("X-API-Key: {KEY}"), &format!("{}/api/v1/documents?per_page=1000", self.url)]);
+        let body = self.curl(&[
+            "-H",
+            &format!("X-API-Key: {KEY}"),
+            &format!("{}/api/v1/documents?per_page=1000", self.url),
+        ]);
         let docs: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
         docs.iter()
             .map(|d| {
-                let id = d["$uri"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
-                (id, d["filename"].as_str().unwrap().to_owned(), d["size"].as_u64())
+                let id = d["$uri"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                (
+                    id,
+                    d["filename"].as_str().unwrap().to_owned(),
+                    d["size"].as_u64(),
+                )
             })
             .collect()
     }
@@ -100,7 +131,9 @@ impl Drop for EmulatorProc {
 pub fn is_mounted(dir: &Path) -> bool {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts.lines().any(|l| l.split(' ').nth(1) == Some(dir.to_str().unwrap()))
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(dir.to_str().unwrap()))
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -120,7 +153,26 @@ pub struct MountProc {
 
 impl MountProc {
     pub fn start(emu: &EmulatorProc, dir: &Path, extra: &[&str]) -> MountProc {
+        Self::start_logged(emu, dir, extra, None)
+    }
+
+    /// Like `start`, with the daemon's log (at trace level) in `log`.
+    pub fn start_logged(
+        emu: &EmulatorProc,
+        dir: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> MountProc {
         require_fuse();
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::inherit(),
+        };
+        let level = if log.is_some() {
+            "trace"
+        } else {
+            "warn,ocxfs=debug"
+        };
         let child = Command::new(bin())
             .arg("mount")
             .arg(dir)
@@ -131,17 +183,23 @@ impl MountProc {
             .env("ONE_CODEX_API_KEY", KEY)
             .env_remove("ONE_CODEX_BEARER_TOKEN")
             .env_remove("OCXFS_API_KEY")
-            .env("RUST_LOG", "warn,ocxfs=debug")
-            .stderr(Stdio::inherit())
+            .env("RUST_LOG", level)
+            .stderr(stderr)
             .spawn()
             .expect("start ocxfs mount");
-        let mut m = MountProc { child: Some(child), dir: dir.to_owned() };
+        let mut m = MountProc {
+            child: Some(child),
+            dir: dir.to_owned(),
+        };
         let start = Instant::now();
         while !is_mounted(dir) {
             if let Some(status) = m.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("ocxfs mount exited with {status} before mounting");
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "mount did not appear");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "mount did not appear"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         m
@@ -180,7 +238,10 @@ impl Drop for MountProc {
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.terminate()));
         }
         if is_mounted(&self.dir) {
-            let _ = Command::new("fusermount3").args(["-u", "-z"]).arg(&self.dir).status();
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.dir)
+                .status();
         }
     }
 }
@@ -197,9 +258,31 @@ pub fn sha256(data: &[u8]) -> String {
 
 /// `sha256sum FILE` through the real tool.
 pub fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("run sha256sum");
-    assert!(out.status.success(), "sha256sum {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    assert!(
+        out.status.success(),
+        "sha256sum {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Drop the kernel's cached pages of a file, so the next reads reach ocxfs.
+pub fn drop_page_cache(path: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    // SAFETY: a valid descriptor; advice has no memory effects.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
