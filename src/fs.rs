@@ -138,7 +138,7 @@ impl OcxFs {
                     kind: Kind::File,
                     size: size.unwrap_or(0),
                     perm: 0o444,
-                    nlink: 1,
+                    nlink: info.links.max(1),
                     mtime: info.created,
                     size_unknown: size.is_none(),
                     ..base
@@ -196,6 +196,16 @@ impl OcxFs {
             }
         }
         Ok(())
+    }
+
+    /// The extended attributes of a file (`user.onecodex.*`), from the
+    /// listing: never a POST. Directories have none.
+    pub fn xattrs(&self, ino: u64) -> Result<Vec<(String, String)>> {
+        match self.catalog().node(ino) {
+            Some(Node::File(info)) => Ok(info.xattrs.clone()),
+            Some(Node::Dir(_)) => Ok(Vec::new()),
+            None => Err(Error::NotFound(format!("inode {ino}"))),
+        }
     }
 
     /// Open for reading: one POST unless a valid URL is cached.
@@ -290,14 +300,19 @@ impl OcxFs {
     /// Fetch the listing again and swap it in. On failure the old listing
     /// stays, and the next attempt waits another TTL.
     pub async fn refresh(&self) {
-        match self.api.list_documents().await {
-            Ok(docs) => {
+        match self.api.listing().await {
+            Ok(listing) => {
                 let skipped = self
                     .catalog
                     .write()
                     .expect("catalog lock poisoned")
-                    .set_documents(&docs);
-                tracing::debug!(documents = docs.len(), skipped, "listing refreshed");
+                    .rebuild(&listing);
+                tracing::debug!(
+                    documents = listing.documents.len(),
+                    samples = listing.samples.len(),
+                    skipped,
+                    "listing refreshed"
+                );
             }
             Err(error) => {
                 tracing::warn!(%error, "listing refresh failed; keeping the previous listing")

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -46,6 +47,17 @@ impl FuseAdapter {
             let fs = self.fs.clone();
             self.rt.spawn(async move { fs.refresh().await });
         }
+    }
+}
+
+/// The xattr protocol: size 0 asks for the length; a short buffer is ERANGE.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if (size as usize) < value.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
     }
 }
 
@@ -189,6 +201,33 @@ impl Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         reply.ok();
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let value = self.fs.xattrs(ino.0).map(|attrs| {
+            attrs
+                .into_iter()
+                .find(|(k, _)| OsStr::new(k) == name)
+                .map(|(_, v)| v.into_bytes())
+        });
+        match value {
+            Ok(Some(v)) => reply_xattr(reply, size, &v),
+            Ok(None) => reply.error(Errno::NO_XATTR),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.xattrs(ino.0) {
+            Ok(attrs) => {
+                let names: Vec<u8> = attrs
+                    .iter()
+                    .flat_map(|(k, _)| k.bytes().chain([0]))
+                    .collect();
+                reply_xattr(reply, size, &names)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -332,11 +332,11 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         }
     };
     let api = Arc::new(ApiClient::new(&api_base, credentials).map_err(|e| e.to_string())?);
-    let docs = rt.block_on(async {
+    let listing = rt.block_on(async {
         api.account()
             .await
             .map_err(|e| describe_startup_error(&e, &api_base))?;
-        api.list_documents()
+        api.listing()
             .await
             .map_err(|e| describe_startup_error(&e, &api_base))
     })?;
@@ -360,7 +360,8 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         metrics,
     ));
     let mut catalog = Catalog::new();
-    let skipped = catalog.set_documents(&docs);
+    let skipped = catalog.rebuild(&listing);
+    let (documents, samples) = catalog.counts();
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let config = FsConfig {
@@ -407,10 +408,9 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         .map_err(|e| format!("cannot start the FUSE loop: {e}"))?;
     raise_kernel_readahead(&mountpoint);
 
-    let count = docs.len() - skipped;
-    tracing::info!(documents = count, mountpoint = %mountpoint.display(), "mounted");
+    tracing::info!(documents, samples, skipped, mountpoint = %mountpoint.display(), "mounted");
     eprintln!(
-        "ocxfs: {count} documents mounted at {}",
+        "ocxfs: {documents} documents and {samples} samples mounted at {}",
         mountpoint.display()
     );
     ready.send("ok");

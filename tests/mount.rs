@@ -41,10 +41,12 @@ fn tricky_docs(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (docs, manifest)
 }
 
+/// The names in a directory, less the `.by-id` view.
 fn names_in(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".by-id")
         .collect()
 }
 
@@ -57,7 +59,10 @@ fn lists_every_document_with_safe_unique_names_and_right_sizes() {
     std::fs::create_dir(&mnt).unwrap();
     let m = MountProc::start(&emu, &mnt, &[]);
 
-    assert_eq!(names_in(&m.dir), BTreeSet::from(["documents".to_owned()]));
+    assert_eq!(
+        names_in(&m.dir),
+        BTreeSet::from(["documents".to_owned(), "samples".to_owned()])
+    );
     let listed = emu.documents();
     let id = |path_name: &str, size: u64| {
         listed
@@ -90,6 +95,18 @@ fn lists_every_document_with_safe_unique_names_and_right_sizes() {
     ]
     .into();
     assert_eq!(names_in(&m.docs()), expected);
+    // Every document is also reachable by its id, as the same file.
+    for (id, _, _) in &listed {
+        let by_id = std::fs::metadata(m.docs().join(".by-id").join(id)).unwrap();
+        assert_eq!(by_id.nlink(), 2, "{id}");
+    }
+    let by_id = std::fs::metadata(m.docs().join(".by-id").join(id("report.pdf", 1_000))).unwrap();
+    let by_name = std::fs::metadata(
+        m.docs()
+            .join(format!("report.{}.pdf", id("report.pdf", 1_000))),
+    )
+    .unwrap();
+    assert_eq!((by_id.ino(), by_id.len()), (by_name.ino(), 1_000));
 
     let sizes = [
         (format!("report.{}.pdf", id("report.pdf", 300_000)), 300_000),

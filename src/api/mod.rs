@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use credentials::Credentials;
-use model::{Account, ApiErrorBody, Document, DownloadUri};
+use model::{Account, ApiErrorBody, Document, DownloadUri, Project, Sample, Tag};
 
 pub const DEFAULT_API_BASE: &str = "https://app.onecodex.com";
 /// The schema's maximum page size: fewer round trips for large accounts.
@@ -24,6 +24,34 @@ const PAGE_SIZE: u32 = 1000;
 const MAX_PAGES: u32 = 100_000;
 /// Error bodies are read for their message only; cap what we buffer.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paging {
+    /// `page=` numbers (and `Link` headers).
+    Pages,
+    /// `X-Pagination-Style: cursor`, `cursor=`, `X-Next-Cursor`.
+    Cursor,
+}
+
+/// The whole account as the tree shows it.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub documents: Vec<Document>,
+    pub samples: Vec<Sample>,
+    pub projects: Vec<Project>,
+    pub tags: Vec<Tag>,
+}
+
+/// A listing the account may not be allowed to see (403/404) is empty.
+fn optional<T>(result: Result<Vec<T>>, what: &str) -> Result<Vec<T>> {
+    match result {
+        Err(Error::Forbidden(_) | Error::NotFound(_)) => {
+            tracing::warn!("cannot list {what} with this key; showing none");
+            Ok(Vec::new())
+        }
+        other => other,
+    }
+}
 
 /// Which collection an object belongs to; both download the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,23 +158,49 @@ impl ApiClient {
     }
 
     pub async fn list_documents(&self) -> Result<Vec<Document>> {
-        self.list_all("/api/v1/documents").await
+        self.list_all("/api/v1/documents", Paging::Pages).await
     }
 
-    /// Fetch every page of a listing: follow `Link: rel="next"`, stop at
+    /// Everything the tree shows, fetched concurrently. An account that
+    /// may not list samples, projects or tags (403/404) shows none.
+    pub async fn listing(&self) -> Result<Listing> {
+        let (documents, samples, projects, tags) = tokio::join!(
+            self.list_documents(),
+            self.list_all("/api/v1/samples", Paging::Cursor),
+            self.list_all("/api/v1/projects", Paging::Pages),
+            self.list_all("/api/v1/tags", Paging::Pages),
+        );
+        Ok(Listing {
+            documents: documents?,
+            samples: optional(samples, "samples")?,
+            projects: optional(projects, "projects")?,
+            tags: optional(tags, "tags")?,
+        })
+    }
+
+    /// Fetch every page of a listing: with `Paging::Cursor`, ask for cursor
+    /// pagination and follow `X-Next-Cursor`; otherwise (or when the API
+    /// does not offer cursors) follow `Link: rel="next"`, stopping at
     /// `X-Total-Count` or on an empty page.
-    async fn list_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+    async fn list_all<T: DeserializeOwned>(&self, path: &str, paging: Paging) -> Result<Vec<T>> {
         let mut url = self.url(path);
         url.query_pairs_mut()
-            .append_pair("per_page", &PAGE_SIZE.to_string())
-            .append_pair("page", "1");
+            .append_pair("per_page", &PAGE_SIZE.to_string());
+        if paging == Paging::Pages {
+            url.query_pairs_mut().append_pair("page", "1");
+        }
         let mut items: Vec<T> = Vec::new();
         // Entries received, parsed or not, compared with X-Total-Count.
         let mut seen = 0u64;
         let mut page = 1u32;
         loop {
-            let resp = self.send(self.request(Method::GET, url.clone())).await?;
+            let mut req = self.request(Method::GET, url.clone());
+            if paging == Paging::Cursor {
+                req = req.header("X-Pagination-Style", "cursor");
+            }
+            let resp = self.send(req).await?;
             let total = pagination::total_count(resp.headers());
+            let cursor = pagination::next_cursor(resp.headers());
             let next = pagination::next_link(resp.headers(), &url)?;
             let batch: Vec<Box<RawValue>> = Self::json(resp, path).await?;
             let empty = batch.is_empty();
@@ -161,17 +215,18 @@ impl ApiClient {
                 }
             }
             let done = empty || total.is_some_and(|t| seen >= t);
-            match next {
+            match (cursor, next) {
                 _ if done => break,
-                Some(next) => {
+                (Some(cursor), _) => url = pagination::with_param(&url, "cursor", &cursor),
+                (None, Some(next)) => {
                     pagination::check_same_origin(&self.base, &next)?;
                     url = next;
                 }
                 // No Link but the total says more: ask for the next page number.
-                None if total.is_some() => {
-                    url = pagination::with_page(&url, page + 1);
+                (None, None) if total.is_some() && paging == Paging::Pages => {
+                    url = pagination::with_param(&url, "page", &(page + 1).to_string());
                 }
-                None => break,
+                (None, None) => break,
             }
             page += 1;
             if page > MAX_PAGES {

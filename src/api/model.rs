@@ -51,6 +51,58 @@ impl Document {
     }
 }
 
+/// `GET /api/v1/samples` items. Only `available` samples can be downloaded.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sample {
+    #[serde(rename = "$uri")]
+    pub uri: String,
+    pub created_at: DateTime<FixedOffset>,
+    #[serde(default, deserialize_with = "lossy_string")]
+    pub filename: Option<String>,
+    #[serde(default, deserialize_with = "lenient_size")]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub owner: Option<Reference>,
+    #[serde(default)]
+    pub project: Option<Reference>,
+    #[serde(default)]
+    pub tags: Vec<Reference>,
+    #[serde(default, deserialize_with = "lossy_string")]
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "lossy_string")]
+    pub visibility: Option<String>,
+}
+
+impl Sample {
+    pub fn id(&self) -> &str {
+        last_segment(&self.uri)
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.status.as_deref() == Some("available")
+    }
+}
+
+/// `GET /api/v1/projects` items.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Project {
+    #[serde(rename = "$uri")]
+    pub uri: String,
+    #[serde(default, deserialize_with = "lossy_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "lossy_string")]
+    pub project_name: Option<String>,
+}
+
+/// `GET /api/v1/tags` items.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Tag {
+    #[serde(rename = "$uri")]
+    pub uri: String,
+    #[serde(default, deserialize_with = "lossy_string")]
+    pub name: Option<String>,
+}
+
 /// `GET /api/v1/account`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Account {
@@ -197,6 +249,38 @@ mod tests {
                 .any(|d| d.filename.as_deref() == Some("Röö's report.pdf"))
         );
         assert!(docs.iter().all(|d| d.id().len() == 16));
+    }
+
+    #[test]
+    fn parses_the_real_samples_tags_and_projects() {
+        let samples: Vec<Sample> = serde_json::from_str(&fixture("samples.json")).unwrap();
+        assert!(samples.len() > 10);
+        let s = samples
+            .iter()
+            .find(|s| s.id() == "7428cca4a3a04a8e")
+            .unwrap();
+        assert_eq!(s.filename.as_deref(), Some("SRR2352185.fastq.gz"));
+        assert_eq!(s.size, Some(181687821));
+        assert!(s.is_available());
+        assert_eq!(s.visibility.as_deref(), Some("private"));
+        assert_eq!(s.tags.len(), 3);
+        assert_eq!(s.tags[0].uri(), "/api/v1/tags/42997b7a62634985");
+        assert!(s.project.is_none());
+        let tags: Vec<Tag> = serde_json::from_str(&fixture("tags.json")).unwrap();
+        assert!(
+            tags.iter()
+                .any(|t| t.name.as_deref() == Some("environmental"))
+        );
+        let projects: Vec<Project> = serde_json::from_str(&fixture("projects.json")).unwrap();
+        assert!(projects.is_empty());
+        let p: Project = serde_json::from_str(
+            r#"{"$uri": "/api/v1/projects/aa", "name": null, "project_name": "gut_2024", "public": false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.name, p.project_name.as_deref()),
+            (None, Some("gut_2024"))
+        );
     }
 
     #[test]

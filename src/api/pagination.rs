@@ -62,18 +62,25 @@ pub fn check_same_origin(base: &Url, next: &Url) -> Result<()> {
     }
 }
 
-pub fn with_page(url: &Url, page: u32) -> Url {
+/// `url` with query parameter `key` set to `value` (replacing it).
+pub fn with_param(url: &Url, key: &str, value: &str) -> Url {
     let pairs: Vec<(String, String)> = url
         .query_pairs()
-        .filter(|(k, _)| k != "page")
+        .filter(|(k, _)| k != key)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let mut next = url.clone();
     next.query_pairs_mut()
         .clear()
         .extend_pairs(pairs)
-        .append_pair("page", &page.to_string());
+        .append_pair(key, value);
     next
+}
+
+/// The cursor of the next page, when the API paginates by cursor.
+pub fn next_cursor(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("x-next-cursor")?.to_str().ok()?.trim();
+    (!v.is_empty() && v != "null").then(|| v.to_owned())
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).
@@ -122,6 +129,20 @@ mod tests {
     #[test]
     fn replaces_the_page_number() {
         let u = Url::parse("http://h/p?per_page=1000&page=1").unwrap();
-        assert_eq!(with_page(&u, 7).as_str(), "http://h/p?per_page=1000&page=7");
+        assert_eq!(
+            with_param(&u, "page", "7").as_str(),
+            "http://h/p?per_page=1000&page=7"
+        );
+        let c = with_param(&u, "cursor", "a b&c");
+        assert_eq!(
+            c.query_pairs().find(|(k, _)| k == "cursor").unwrap().1,
+            "a b&c"
+        );
+        let mut h = HeaderMap::new();
+        assert_eq!(next_cursor(&h), None);
+        h.insert("x-next-cursor", "abc123".parse().unwrap());
+        assert_eq!(next_cursor(&h).as_deref(), Some("abc123"));
+        h.insert("x-next-cursor", "".parse().unwrap());
+        assert_eq!(next_cursor(&h), None);
     }
 }
