@@ -170,7 +170,13 @@ pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
     drop(write_end);
     let mut answer = String::new();
     let _ = std::fs::File::from(read_end).read_to_string(&mut answer);
-    match answer.lines().next() {
+    // Notes for the user come first, then "ok" or "error: …".
+    let mut lines = answer.lines().peekable();
+    while let Some(note) = lines.peek().and_then(|l| l.strip_prefix("note: ")) {
+        eprintln!("ocxfs: {note}");
+        lines.next();
+    }
+    match lines.next() {
         Some("ok") => Ok(()),
         Some(reason) => {
             let _ = child.wait();
@@ -196,7 +202,8 @@ fn default_log_path() -> std::io::Result<PathBuf> {
     Ok(dir.join("ocxfs.log"))
 }
 
-/// Tells the parent how the mount went (when there is a parent).
+/// Tells the parent how the mount went (when there is a parent), or the
+/// user directly in the foreground.
 struct Readiness(Option<std::fs::File>);
 
 impl Readiness {
@@ -209,32 +216,48 @@ impl Readiness {
             let _ = writeln!(f, "{line}");
         }
     }
+    /// Something the user should read even when the daemon detaches.
+    fn note(&mut self, text: &str) {
+        match &mut self.0 {
+            Some(f) => {
+                let _ = writeln!(f, "note: {text}");
+            }
+            None => eprintln!("ocxfs: {text}"),
+        }
+    }
 }
 
-/// Check the mount point: it must exist and be a directory. A dead FUSE
-/// mount left by a killed ocxfs is cleared.
-fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {}
+/// Check the mount point: it must exist and be a directory, and not be a
+/// live mount. A dead FUSE mount left by a killed ocxfs is cleared.
+fn check_mountpoint(path: &Path, ready: &mut Readiness) -> Result<PathBuf, String> {
+    let dead = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => false,
         Ok(_) => return Err(format!("mount point {} is not a directory", path.display())),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            tracing::warn!(
-                "{} is a dead FUSE mount (its process died); clearing it",
-                path.display()
-            );
-            lazy_unmount(path);
-            if std::fs::metadata(path).is_err() {
-                return Err(format!(
-                    "mount point {} is a dead mount that could not be cleared",
-                    path.display()
-                ));
-            }
-            eprintln!("ocxfs: cleared a stale mount at {}", path.display());
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!("mount point {} does not exist", path.display()));
         }
         Err(e) => return Err(format!("mount point {}: {e}", path.display())),
+    };
+    // The kernel may answer `stat` of a dead mount's root from its cache:
+    // only listing it tells a dead mount from a live one.
+    let dead = dead || (is_mounted(&absolute(path)) && !answers(path));
+    if dead {
+        tracing::warn!(
+            "{} is a dead FUSE mount (its process died); clearing it",
+            path.display()
+        );
+        lazy_unmount(path);
+        if std::fs::metadata(path).is_err() || is_mounted(&absolute(path)) {
+            return Err(format!(
+                "mount point {} is a dead mount that could not be cleared",
+                path.display()
+            ));
+        }
+        ready.note(&format!(
+            "cleared a stale mount at {} (its ocxfs process had died)",
+            path.display()
+        ));
     }
     let path = path
         .canonicalize()
@@ -243,6 +266,25 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
         return Err(format!("{} is already a mount point", path.display()));
     }
     Ok(path)
+}
+
+/// `path` made absolute without touching it (canonicalize would stat it).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Whether a mounted directory can be listed: a dead FUSE mount answers
+/// ENOTCONN. A mount that does not answer within 2 s counts as alive (it
+/// may just be busy), so it is never cleared by mistake.
+fn answers(path: &Path) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let probe = path.to_owned();
+    std::thread::spawn(move || {
+        let dead =
+            matches!(std::fs::read_dir(&probe), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
+        let _ = tx.send(!dead);
+    });
+    rx.recv_timeout(Duration::from_secs(2)).unwrap_or(true)
 }
 
 fn is_mounted(path: &Path) -> bool {
@@ -303,7 +345,7 @@ pub fn run_foreground(args: MountArgs) -> Result<(), String> {
 }
 
 fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String> {
-    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    let mountpoint = check_mountpoint(&args.mountpoint, ready)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ocxfs-io")
@@ -313,7 +355,7 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
     // The demo account is an emulator inside this process.
     let demo = if args.demo {
         let emu = rt
-            .block_on(Emulator::start(demo_account()))
+            .block_on(Emulator::start(EmulatorArgs::demo()))
             .map_err(|e| format!("demo emulator: {e}"))?;
         Some(emu)
     } else {
@@ -438,22 +480,6 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
     }
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(())
-}
-
-/// The embedded emulator behind `--demo`: built-in documents on a private
-/// loopback port.
-fn demo_account() -> EmulatorArgs {
-    EmulatorArgs {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        docs: None,
-        manifest: None,
-        url_ttl: 3600,
-        api_key: DEMO_API_KEY.to_owned(),
-        latency_ms: 0,
-        bandwidth: None,
-        shuffle_seed: None,
-        faults: Vec::new(),
-    }
 }
 
 /// One line that says what went wrong before mounting, and what to do.

@@ -20,6 +20,7 @@ class MountError(Exception):
 
 class FuseSystem:
     kind = "fuse"
+    storage = "nginx"
     note = ""
     cache_dir = None  # emptied before every cold run
 
@@ -104,9 +105,9 @@ class FuseSystem:
 
 
 class Ocxfs(FuseSystem):
-    def __init__(self, ctx, name, mnt, counter, emu, note=""):
+    def __init__(self, ctx, name, mnt, counter, emu, note="", storage="emulator"):
         super().__init__(ctx, name, mnt, counter)
-        self.emu, self.note = emu, note
+        self.emu, self.note, self.storage = emu, note, storage
 
     def argv(self):
         return [self.ctx.ocxfs, "mount", self.mnt, "--foreground", "--api-base", self.emu.base,

@@ -134,7 +134,7 @@ fn csv_report() -> String {
         (1716, "Corynebacterium", "genus"),
     ];
     let mut s = String::from("tax_id,name,rank,readcount,abundance\n");
-    let mut state = 0xc5_7;
+    let mut state = 0x0c57;
     let counts: Vec<u64> = taxa
         .iter()
         .map(|_| 1000 + splitmix64(&mut state) % 90_000)
@@ -171,7 +171,7 @@ fn pdf(lines: &[&str]) -> Vec<u8> {
     let xref = out.len();
     let _ = write!(out, "xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
     for off in offsets {
-        let _ = write!(out, "{off:010} 00000 n \n");
+        let _ = writeln!(out, "{off:010} 00000 n ");
     }
     let _ = write!(
         out,

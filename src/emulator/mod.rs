@@ -32,7 +32,7 @@ pub use stats::{ApiRequests, Stats};
 /// The key the emulator accepts by default (API keys are 32 characters).
 pub const DEMO_API_KEY: &str = "0cxf5dem0000000000000000000000ke";
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Clone)]
 pub struct EmulatorArgs {
     /// Address to listen on (port 0 picks a free port)
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -61,6 +61,40 @@ pub struct EmulatorArgs {
     /// Fault to inject, repeatable, e.g. "storage_status:status=503,probability=0.02"
     #[arg(long = "fault")]
     pub faults: Vec<String>,
+}
+
+/// Hand-written so that `{:?}` never prints the API key.
+impl EmulatorArgs {
+    /// The demo account: built-in documents on a free loopback port.
+    pub fn demo() -> EmulatorArgs {
+        EmulatorArgs {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            docs: None,
+            manifest: None,
+            url_ttl: 3600,
+            api_key: DEMO_API_KEY.to_owned(),
+            latency_ms: 0,
+            bandwidth: None,
+            shuffle_seed: None,
+            faults: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EmulatorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorArgs")
+            .field("listen", &self.listen)
+            .field("docs", &self.docs)
+            .field("manifest", &self.manifest)
+            .field("url_ttl", &self.url_ttl)
+            .field("api_key", &"<redacted>")
+            .field("latency_ms", &self.latency_ms)
+            .field("bandwidth", &self.bandwidth)
+            .field("shuffle_seed", &self.shuffle_seed)
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,12 +272,16 @@ pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
     let mut out = std::io::stdout().lock();
     let mut lines = format!("{}\n", emulator.base_url());
     for d in emulator.shared.store.listing() {
-        lines.push_str(&format!(
-            "{}\t{}\t{}\n",
-            d.id,
-            d.size,
-            d.filename.escape_debug()
-        ));
+        // Control characters escaped: one line per document whatever the name.
+        let name: String = d
+            .filename
+            .chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect();
+        lines.push_str(&format!("{}\t{}\t{name}\n", d.id, d.size));
     }
     let printed = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
     drop(out);

@@ -25,7 +25,7 @@ use super::range;
 use super::store::{Document, Reader};
 
 /// Body chunk size: large enough for well over 1 GB/s, small enough to stream.
-const CHUNK: usize = 512 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
     // An explicit HEAD route: S3 refuses HEAD on a URL presigned for GET.
