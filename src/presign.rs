@@ -73,15 +73,17 @@ fn usable_lifetime(hours: u64) -> Duration {
     life - (life / 10).min(Duration::from_secs(600))
 }
 
-/// A URL younger than this that storage calls expired is not refreshed:
-/// a storage clock that rejects fresh URLs would otherwise cost a POST per
-/// read.
-const MIN_AGE_FOR_REFRESH: Duration = Duration::from_secs(1);
+/// A URL younger than this that storage calls expired is "young": storage
+/// may have a skewed clock, and refreshing every time would cost a POST per
+/// read. One young refresh per object is allowed per `YOUNG_REFRESH_EVERY`.
+const YOUNG: Duration = Duration::from_secs(1);
+const YOUNG_REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Slot {
     url: Option<Arc<PresignedUrl>>,
     failure: Option<(Error, Instant)>,
+    last_young_refresh: Option<Instant>,
 }
 
 pub struct PresignCache {
@@ -132,9 +134,15 @@ impl PresignCache {
         if let Some(url) = slot.url.as_ref().filter(|u| u.serial != stale.serial) {
             return Ok(url.clone());
         }
-        if stale.fetched_at.elapsed() < MIN_AGE_FOR_REFRESH {
-            tracing::error!(%object, "storage rejected a presigned URL as expired right after it was issued; not asking for another");
-            return Err(Error::UrlExpired);
+        if stale.fetched_at.elapsed() < YOUNG {
+            if slot
+                .last_young_refresh
+                .is_some_and(|t| t.elapsed() < YOUNG_REFRESH_EVERY)
+            {
+                tracing::error!(%object, "storage keeps rejecting fresh presigned URLs as expired; not asking for another now");
+                return Err(Error::UrlExpired);
+            }
+            slot.last_young_refresh = Some(Instant::now());
         }
         slot.url = None;
         self.post(object, &mut slot).await
@@ -267,16 +275,29 @@ pub(crate) mod tests {
         assert_eq!(src.posts.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
-    async fn a_freshly_issued_url_reported_expired_is_not_refreshed() {
+    #[tokio::test(start_paused = true)]
+    async fn fresh_urls_reported_expired_are_refreshed_once_per_period() {
         let src = FakeSource::new("http://s");
         let c = cache(src.clone());
-        let url = c.get(&object()).await.unwrap();
+        let first = c.get(&object()).await.unwrap();
+        let second = c.refresh(&object(), &first).await.unwrap();
+        assert_eq!(
+            src.posts.load(Ordering::SeqCst),
+            2,
+            "one early expiry is tolerated"
+        );
         assert!(matches!(
-            c.refresh(&object(), &url).await,
+            c.refresh(&object(), &second).await,
             Err(Error::UrlExpired)
         ));
-        assert_eq!(src.posts.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            src.posts.load(Ordering::SeqCst),
+            2,
+            "a second one soon after is not"
+        );
+        tokio::time::advance(YOUNG_REFRESH_EVERY).await;
+        assert!(c.refresh(&object(), &second).await.is_ok());
+        assert_eq!(src.posts.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

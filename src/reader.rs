@@ -338,11 +338,11 @@ impl Reader {
     }
 
     /// Download the job's blocks, resuming after transient failures and
-    /// refreshing the URL once if storage says it expired.
+    /// refreshing the URL (twice at most) when storage says it expired.
     async fn run_job(&self, state: &ObjectState, job: &Job) -> Result<()> {
         let mut url = self.presign.get(&state.object).await?;
         let mut failures = 0;
-        let mut refreshed = false;
+        let mut refreshes = 0;
         loop {
             let first = job.blocks.start + job.done();
             if first >= job.blocks.end {
@@ -350,8 +350,9 @@ impl Reader {
             }
             match self.fetch(state, job, &url, first).await {
                 Ok(()) => {}
-                Err(Error::UrlExpired) if !refreshed => {
-                    refreshed = true;
+                // Twice at most: the presign cache bounds the POSTs anyway.
+                Err(Error::UrlExpired) if refreshes < 2 => {
+                    refreshes += 1;
                     tracing::info!(object = %state.object, "presigned URL expired; asking for a new one");
                     url = self.presign.refresh(&state.object, &url).await?;
                 }

@@ -524,6 +524,12 @@ def main(argv):
     print("cold = page cache dropped + fresh mount; storage side "
           + ("cold (disk)" if ctx.cold_storage else "re-read into RAM after the drop (see --cold-storage)"))
     print()
+    loads = [r.get("loadavg_1min_at_start") for row in ctx.rows for r in row["runs"]
+             if r.get("loadavg_1min_at_start") is not None]
+    if loads:
+        print(f"1-min load average at the start of the runs: {min(loads):.1f} to {max(loads):.1f} "
+              f"(median {median(loads):.1f}; {ctx.machine.get('nproc')} cores: above that, other work shared the CPU)")
+    print()
     print(table(ctx))
     if ctx.notes:
         print()

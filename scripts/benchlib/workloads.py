@@ -34,6 +34,7 @@ def measure(ctx, workload, system, unit, better, run_fn, ref=None, note="", runs
            "samples": [], "runs": [], "notes": [n for n in [note] if n], "error": None}
     log(f"{workload}: {system} ...")
     for i in range(runs):
+        load = os.getloadavg()[0]
         try:
             d = run_fn(i)
         except Exception as e:  # noqa: BLE001 - a failing system becomes a row
@@ -41,16 +42,18 @@ def measure(ctx, workload, system, unit, better, run_fn, ref=None, note="", runs
             row["error"] = msg[:300]
             log(f"{workload}: {system} failed: {msg[:300]}")
             break
+        d.setdefault("loadavg_1min_at_start", round(load, 2))
         row["runs"].append(d)
         row["samples"].append(d["value"])
         log(f"{workload}: {system} run {i + 1}: {d['value']:.4g} {unit}"
             + (f" (fetched/read {d['fetched_per_read']:.3g})" if d.get("fetched_per_read") is not None else "")
             + (" CAPPED" if d.get("capped") else ""))
-        if d.get("capped"):
-            row["notes"].append(f"capped at {ctx.cap:g}s: figure from the bytes actually read; not repeated")
-            break
         if d.get("note") and d["note"] not in row["notes"]:
             row["notes"].append(d["note"])
+        if d.get("capped"):
+            row["notes"].append(d.get("cap_note") or
+                                f"capped at {ctx.cap:g}s: figure from the bytes actually read; not repeated")
+            break
     ctx.add_row(row)
     return row
 
@@ -476,7 +479,8 @@ def cat_files(ctx, paths, sysm, each):
     d = {"bytes": got[0], "seconds": secs, "capped": capped}
     if capped:
         d["value"] = secs * total / max(got[0], 1)
-        d["note"] = f"extrapolated from {got[0] / each:.0f} of {len(paths)} files read in {ctx.cap:g}s"
+        d["cap_note"] = (f"capped at {ctx.cap:g}s: time extrapolated from the {got[0] / each:.0f} of "
+                         f"{len(paths)} files read; not repeated")
     else:
         d["value"] = secs
     return d
@@ -543,7 +547,8 @@ def timed_ls(ctx, path, sysm=None):
                 sysm.kill()
             p.communicate()
         ctx.procs.stop(p)
-        return {"value": now() - t0, "capped": True, "entries": None}
+        return {"value": now() - t0, "capped": True, "entries": None,
+                "cap_note": f"did not finish within {ctx.cap:g}s: the figure is a lower bound; not repeated"}
     secs = now() - t0
     ctx.procs.stop(p)
     if p.returncode != 0:
