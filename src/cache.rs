@@ -253,6 +253,10 @@ impl BlockCache {
         }
     }
 
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// (ready bytes, reserved bytes), for stats and tests.
     pub fn usage(&self) -> (u64, u64) {
         let inner = self.lock();

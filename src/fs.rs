@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::api::{ApiClient, ObjectId};
 use crate::catalog::{Catalog, Node};
 use crate::error::{Error, Result};
+use crate::metrics::{Memory, Snapshot};
 use crate::reader::{ObjectState, OpenFile, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +71,21 @@ pub struct OcxFs {
     /// Per-inode object state, shared by all handles of a file.
     objects: Mutex<HashMap<u64, Arc<ObjectState>>>,
     handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    /// Contents of open daemon-generated files (stats), by handle.
+    generated: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     next_fh: AtomicU64,
+}
+
+/// This process's resident set size.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64
 }
 
 impl OcxFs {
@@ -92,6 +107,7 @@ impl OcxFs {
             mounted_at: SystemTime::now(),
             objects: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
+            generated: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
         }
     }
@@ -125,6 +141,14 @@ impl OcxFs {
             .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?
         {
             Node::Dir(_) => Ok(base),
+            Node::Stats => Ok(Attr {
+                kind: Kind::File,
+                perm: 0o444,
+                nlink: 1,
+                mtime: SystemTime::now(),
+                size_unknown: true,
+                ..base
+            }),
             Node::File(info) => {
                 // A size learned from storage beats the listing's.
                 let learned = self
@@ -179,10 +203,9 @@ impl OcxFs {
             name,
         });
         let children = dir.entries.iter().map(|(name, &child)| {
-            let kind = if catalog.file(child).is_some() {
-                Kind::File
-            } else {
-                Kind::Dir
+            let kind = match catalog.node(child) {
+                Some(Node::Dir(_)) => Kind::Dir,
+                _ => Kind::File,
             };
             DirEntry {
                 ino: child,
@@ -203,7 +226,7 @@ impl OcxFs {
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(String, String)>> {
         match self.catalog().node(ino) {
             Some(Node::File(info)) => Ok(info.xattrs.clone()),
-            Some(Node::Dir(_)) => Ok(Vec::new()),
+            Some(Node::Dir(_) | Node::Stats) => Ok(Vec::new()),
             None => Err(Error::NotFound(format!("inode {ino}"))),
         }
     }
@@ -212,6 +235,19 @@ impl OcxFs {
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return Err(Error::ReadOnly);
+        }
+        if matches!(self.catalog().node(ino), Some(Node::Stats)) {
+            let json = serde_json::to_vec_pretty(&self.stats()).expect("stats serialize");
+            let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+            self.generated
+                .lock()
+                .expect("generated lock poisoned")
+                .insert(fh, Arc::new(json));
+            return Ok(Opened {
+                fh,
+                direct_io: true,
+                keep_cache: false,
+            });
         }
         let info = self.catalog().file(ino).cloned().ok_or_else(|| {
             Error::NotFound(format!(
@@ -247,6 +283,16 @@ impl OcxFs {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if let Some(bytes) = self
+            .generated
+            .lock()
+            .expect("generated lock poisoned")
+            .get(&fh)
+        {
+            let start = (offset as usize).min(bytes.len());
+            let end = (start + size as usize).min(bytes.len());
+            return Ok(bytes[start..end].to_vec());
+        }
         let file = self
             .handles
             .lock()
@@ -278,7 +324,26 @@ impl OcxFs {
         }
     }
 
+    /// The counters of this mount, as `.ocxfs/stats.json` shows them.
+    pub fn stats(&self) -> Snapshot {
+        let mut snap = self.reader.metrics().snapshot();
+        let (cached, in_flight) = self.reader.cache_usage();
+        snap.memory = Memory {
+            budget: self.reader.memory_budget(),
+            cached_bytes: cached,
+            in_flight_bytes: in_flight,
+            rss_bytes: resident_bytes(),
+        };
+        (snap.documents, snap.samples) = self.catalog().counts();
+        snap.uptime_seconds = self.mounted_at.elapsed().map_or(0, |d| d.as_secs());
+        snap
+    }
+
     pub fn release(&self, fh: u64) {
+        self.generated
+            .lock()
+            .expect("generated lock poisoned")
+            .remove(&fh);
         self.handles
             .lock()
             .expect("handles lock poisoned")

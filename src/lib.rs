@@ -13,4 +13,5 @@ pub mod names;
 pub mod prefetch;
 pub mod presign;
 pub mod reader;
+pub mod stats;
 pub mod storage;

@@ -23,6 +23,17 @@ enum Command {
         /// The mount point
         mountpoint: std::path::PathBuf,
     },
+    /// Show what a running mount did: POSTs, bytes, cache hits, errors
+    Stats {
+        /// The mount point
+        mountpoint: std::path::PathBuf,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+        /// List POSTs per document and sample
+        #[arg(long)]
+        per_document: bool,
+    },
     /// Serve a fake One Codex API and storage (test bed and offline demo)
     Emulator(ocxfs::emulator::EmulatorArgs),
 }
@@ -54,7 +65,24 @@ fn init_logging(level: Option<&str>) {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Run as `mount.fuse.ocxfs` (by `mount -t fuse.ocxfs` and fstab), take
+    // mount(8)'s argument form.
+    let args: Vec<String> = std::env::args().collect();
+    let helper = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "mount.fuse.ocxfs");
+    let cli = if helper {
+        match mount::helper_args(&args[1..]) {
+            Ok(argv) => Cli::parse_from(argv),
+            Err(reason) => {
+                eprintln!("mount.fuse.ocxfs: {reason}");
+                std::process::exit(1);
+            }
+        }
+    } else {
+        Cli::parse()
+    };
     init_logging(cli.log_level.as_deref());
     // reqwest is built without a default TLS provider; install ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -62,6 +90,20 @@ fn main() {
         Command::Mount(args) if args.foreground => mount::run_foreground(args),
         Command::Mount(args) => mount::spawn_daemon(&args),
         Command::Unmount { mountpoint } => unmount(&mountpoint),
+        Command::Stats {
+            mountpoint,
+            json,
+            per_document,
+        } => ocxfs::stats::read(&mountpoint).map(|s| {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).expect("stats serialize")
+                );
+            } else {
+                print!("{}", ocxfs::stats::render(&s, per_document));
+            }
+        }),
         Command::Emulator(args) => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
             .and_then(|rt| {

@@ -1,6 +1,8 @@
 //! Counters of what the mount did, for logs, tests and `ocxfs stats`.
 
 use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -22,6 +24,37 @@ pub struct Metrics {
     pub block_misses: AtomicU64,
     /// Failures by kind (`Error::kind`), each counted where it is logged.
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// POSTs by object (`documents/<id>`, `samples/<id>`).
+    posts_by_object: Mutex<BTreeMap<String, u64>>,
+}
+
+/// What `.ocxfs/stats.json` holds and `ocxfs stats` prints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub posts: u64,
+    pub post_failures: u64,
+    pub posts_by_object: BTreeMap<String, u64>,
+    pub url_reuses: u64,
+    pub storage_gets: u64,
+    pub storage_retries: u64,
+    pub bytes_fetched: u64,
+    pub bytes_served: u64,
+    pub block_hits: u64,
+    pub block_misses: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub memory: Memory,
+    pub documents: usize,
+    pub samples: usize,
+    pub uptime_seconds: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    pub budget: u64,
+    pub cached_bytes: u64,
+    pub in_flight_bytes: u64,
+    /// The daemon's resident set size, from /proc.
+    pub rss_bytes: u64,
 }
 
 impl Metrics {
@@ -41,7 +74,43 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn errors(&self) -> BTreeMap<&'static str, u64> {
-        self.errors.lock().expect("metrics lock poisoned").clone()
+    pub fn count_post(&self, object: &str) {
+        Self::add(&self.posts, 1);
+        *self
+            .posts_by_object
+            .lock()
+            .expect("metrics lock poisoned")
+            .entry(object.to_owned())
+            .or_default() += 1;
+    }
+
+    /// The counters; the caller fills in what they do not know (memory,
+    /// object counts, uptime).
+    pub fn snapshot(&self) -> Snapshot {
+        let get = Self::get;
+        Snapshot {
+            posts: get(&self.posts),
+            post_failures: get(&self.post_failures),
+            posts_by_object: self
+                .posts_by_object
+                .lock()
+                .expect("metrics lock poisoned")
+                .clone(),
+            url_reuses: get(&self.url_reuses),
+            storage_gets: get(&self.storage_gets),
+            storage_retries: get(&self.storage_retries),
+            bytes_fetched: get(&self.bytes_fetched),
+            bytes_served: get(&self.bytes_served),
+            block_hits: get(&self.block_hits),
+            block_misses: get(&self.block_misses),
+            errors: self
+                .errors
+                .lock()
+                .expect("metrics lock poisoned")
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            ..Snapshot::default()
+        }
     }
 }

@@ -37,6 +37,10 @@ pub struct MountArgs {
     /// API key (else ONE_CODEX_BEARER_TOKEN, ONE_CODEX_API_KEY, ~/.onecodex)
     #[arg(long, env = API_KEY_ENV, hide_env_values = true)]
     pub api_key: Option<String>,
+    /// File holding the API key (bare, or JSON like ~/.onecodex): for fstab
+    /// and services, where the command line and environment are visible
+    #[arg(long, conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// Stay in the foreground (logs to stderr)
     #[arg(long, short = 'f')]
     pub foreground: bool,
@@ -44,7 +48,7 @@ pub struct MountArgs {
     #[arg(long)]
     pub allow_other: bool,
     /// Mount the built-in demo account (an embedded emulator), no key needed
-    #[arg(long, conflicts_with_all = ["api_key"])]
+    #[arg(long, conflicts_with_all = ["api_key", "api_key_file"])]
     pub demo: bool,
     /// Seconds before the listing is fetched again
     #[arg(long, default_value_t = 60)]
@@ -65,6 +69,119 @@ pub struct MountArgs {
     /// Internal: file descriptor on which the daemon reports readiness
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
+}
+
+impl MountArgs {
+    /// The daemon's command line: these options with absolute paths (the
+    /// daemon runs in `/`), in the foreground, reporting on `ready_fd`. The
+    /// API key travels in the environment, not here.
+    fn daemon_args(&self, ready_fd: i32) -> Result<Vec<std::ffi::OsString>, String> {
+        let abs = |p: &Path| {
+            std::path::absolute(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+                .map(PathBuf::into_os_string)
+        };
+        let mut a: Vec<std::ffi::OsString> = vec!["mount".into(), abs(&self.mountpoint)?];
+        let mut opt = |name: &str, value: String| {
+            a.push(format!("--{name}").into());
+            a.push(value.into());
+        };
+        opt("ready-fd", ready_fd.to_string());
+        opt("api-base", self.api_base.clone());
+        opt("listing-ttl", self.listing_ttl.to_string());
+        opt("stall-timeout", self.stall_timeout.to_string());
+        opt("read-timeout", self.read_timeout.to_string());
+        if let Some(m) = self.max_memory {
+            opt("max-memory", m.to_string());
+        }
+        a.push("--foreground".into());
+        for (flag, on) in [("--allow-other", self.allow_other), ("--demo", self.demo)] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        for (flag, path) in [
+            ("--api-key-file", &self.api_key_file),
+            ("--log-file", &self.log_file),
+        ] {
+            if let Some(p) = path {
+                a.push(flag.into());
+                a.push(abs(p)?);
+            }
+        }
+        Ok(a)
+    }
+}
+
+/// Mount options that `mount(8)` and fstab pass along but that mean
+/// nothing to ocxfs (or are always true of it, like `ro`).
+const GENERIC_MOUNT_OPTIONS: &[&str] = &[
+    "defaults",
+    "rw",
+    "ro",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "nofail",
+    "_netdev",
+    "exec",
+    "noexec",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "atime",
+    "noatime",
+    "relatime",
+    "strictatime",
+    "sync",
+    "async",
+];
+
+/// `mount.fuse.ocxfs SOURCE MOUNTPOINT [-o opt[,opt=value]…]`, as `mount -t
+/// fuse.ocxfs` and fstab run it, turned into `ocxfs mount` arguments: each
+/// `-o name=value` is `--name value` (underscores for dashes), a bare
+/// `-o flag` is `--flag`.
+pub fn helper_args(args: &[String]) -> Result<Vec<String>, String> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-o" => options.extend(
+                it.next()
+                    .ok_or("-o needs options")?
+                    .split(',')
+                    .map(str::to_owned),
+            ),
+            o if o.starts_with("-o") => options.extend(o[2..].split(',').map(str::to_owned)),
+            // mount(8) may pass these: no mtab writing, sloppy, verbose.
+            "-n" | "-s" | "-v" => {}
+            o if o.starts_with('-') => return Err(format!("unknown argument {o}")),
+            p => positional.push(p.to_owned()),
+        }
+    }
+    let [_source, mountpoint] = positional.as_slice() else {
+        return Err("usage: mount.fuse.ocxfs SOURCE MOUNTPOINT [-o options]".into());
+    };
+    let mut out = vec!["ocxfs".to_owned(), "mount".to_owned(), mountpoint.clone()];
+    for o in options.iter().filter(|o| !o.is_empty()) {
+        let (name, value) = match o.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (o.as_str(), None),
+        };
+        if GENERIC_MOUNT_OPTIONS.contains(&name) || name.starts_with("x-") || name == "comment" {
+            continue;
+        }
+        if name == "api_key" {
+            return Err("api_key=… would be visible in fstab and ps; use api_key_file=PATH".into());
+        }
+        out.push(format!("--{}", name.replace('_', "-")));
+        out.extend(value.map(str::to_owned));
+    }
+    Ok(out)
 }
 
 /// `512M`, `2G`, `1048576`: binary units.
@@ -127,25 +244,7 @@ pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
     let mut cmd = Command::new(
         std::env::current_exe().map_err(|e| format!("cannot find ocxfs itself: {e}"))?,
     );
-    cmd.arg("mount")
-        .arg(&args.mountpoint)
-        .arg("--foreground")
-        .arg("--ready-fd")
-        .arg(write_fd.to_string());
-    cmd.arg("--api-base").arg(&args.api_base);
-    cmd.arg("--listing-ttl").arg(args.listing_ttl.to_string());
-    cmd.arg("--stall-timeout")
-        .arg(args.stall_timeout.to_string());
-    cmd.arg("--read-timeout").arg(args.read_timeout.to_string());
-    if let Some(m) = args.max_memory {
-        cmd.arg("--max-memory").arg(m.to_string());
-    }
-    if args.allow_other {
-        cmd.arg("--allow-other");
-    }
-    if args.demo {
-        cmd.arg("--demo");
-    }
+    cmd.args(args.daemon_args(write_fd)?);
     match &args.api_key {
         Some(key) => cmd.env(API_KEY_ENV, key),
         None => cmd.env_remove(API_KEY_ENV),
@@ -157,6 +256,8 @@ pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
     unsafe {
         cmd.pre_exec(move || {
             libc::setsid();
+            // A daemon must not keep the directory it was started in busy.
+            libc::chdir(c"/".as_ptr());
             // Let the daemon inherit the write end of the readiness pipe.
             if libc::fcntl(write_fd, libc::F_SETFD, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -367,8 +468,16 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
             credentials::Credentials::ApiKey(credentials::Secret::new(DEMO_API_KEY)),
         ),
         None => {
-            let (c, source) = credentials::from_environment(args.api_key.as_deref())
-                .map_err(|e| e.to_string())?;
+            let (c, source) = match &args.api_key_file {
+                Some(path) => credentials::read_credentials_file(path).map(|key| {
+                    (
+                        credentials::Credentials::ApiKey(key),
+                        credentials::Source::File(path.clone()),
+                    )
+                }),
+                None => credentials::from_environment(args.api_key.as_deref()),
+            }
+            .map_err(|e| e.to_string())?;
             tracing::debug!(%source, "using credentials");
             (args.api_base.clone(), c)
         }
@@ -498,6 +607,35 @@ fn describe_startup_error(e: &Error, base: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_helper_options_become_flags() {
+        let args: Vec<String> = ["none", "/mnt/ocx", "-o", "api_base=http://h:1,api_key_file=/etc/k,allow_other,_netdev,rw,x-systemd.automount,listing_ttl=5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            helper_args(&args).unwrap(),
+            [
+                "ocxfs",
+                "mount",
+                "/mnt/ocx",
+                "--api-base",
+                "http://h:1",
+                "--api-key-file",
+                "/etc/k",
+                "--allow-other",
+                "--listing-ttl",
+                "5"
+            ]
+        );
+        let secret: Vec<String> = ["none", "/m", "-o", "api_key=abc"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(helper_args(&secret).is_err());
+        assert!(helper_args(&["/m".to_string()]).is_err());
+    }
 
     #[test]
     fn sizes() {

@@ -154,7 +154,7 @@ impl PresignCache {
                 return Err(err.clone());
             }
         }
-        Metrics::add(&self.metrics.posts, 1);
+        self.metrics.count_post(&object.to_string());
         let started = Instant::now();
         match self.source.download_uri(object).await {
             Ok(answer) => {

@@ -158,6 +158,10 @@ impl Reader {
         &self.metrics
     }
 
+    pub fn memory_budget(&self) -> u64 {
+        self.cache.limit()
+    }
+
     pub fn cache_usage(&self) -> (u64, u64) {
         self.cache.usage()
     }
@@ -248,20 +252,26 @@ impl Reader {
             file: state.file_key,
             index,
         };
+        // A hit is a block ready in memory; waiting for its download is a miss.
+        let hit = matches!(self.cache.slot(key), Slot::Ready(_));
+        Metrics::add(
+            if hit {
+                &self.metrics.block_hits
+            } else {
+                &self.metrics.block_misses
+            },
+            1,
+        );
         // A block whose download another handle cancelled is claimed again;
         // the bound only guards against a livelock.
         for _ in 0..16 {
             match self.cache.slot(key) {
-                Slot::Ready(b) => {
-                    Metrics::add(&self.metrics.block_hits, 1);
-                    return Ok(b);
-                }
+                Slot::Ready(b) => return Ok(b),
                 Slot::Pending(job) => match job.block(index).await {
                     Err(Error::Cancelled) => continue,
                     other => return other,
                 },
                 Slot::Absent => {
-                    Metrics::add(&self.metrics.block_misses, 1);
                     for job in self
                         .cache
                         .claim(state.file_key, index..index + 1, Claim::Demand)

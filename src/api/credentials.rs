@@ -89,9 +89,10 @@ impl Lookup<'_> {
     }
 }
 
-/// Read `~/.onecodex` (`{"api_key": "…", "email": …}`), warning when other
+/// Read a credentials file: `~/.onecodex` (`{"api_key": "…", "email": …}`)
+/// or a file holding just the key (`--api-key-file`), warning when other
 /// users can read it.
-fn read_credentials_file(path: &Path) -> Result<Secret> {
+pub fn read_credentials_file(path: &Path) -> Result<Secret> {
     let unreadable =
         |e: &dyn std::fmt::Display| Error::Config(format!("cannot read {}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| unreadable(&e))?;
@@ -107,9 +108,19 @@ fn read_credentials_file(path: &Path) -> Result<Secret> {
     struct File {
         api_key: Option<String>,
     }
-    let file: File = serde_json::from_str(&text).map_err(|e| unreadable(&e))?;
-    file.api_key
-        .map(|k| k.trim().to_owned())
+    let key = match serde_json::from_str::<File>(&text) {
+        Ok(file) => file.api_key,
+        // A bare key, alone on its line.
+        Err(_)
+            if !text.trim().is_empty()
+                && !text.trim().contains(char::is_whitespace)
+                && !text.trim_start().starts_with('{') =>
+        {
+            Some(text.trim().to_owned())
+        }
+        Err(e) => return Err(unreadable(&e)),
+    };
+    key.map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
         .map(Secret::new)
         .ok_or_else(|| Error::Config(format!("{} has no \"api_key\"", path.display())))
@@ -209,6 +220,20 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(err.to_string().contains("api_key"), "{err}");
+    }
+
+    #[test]
+    fn key_files_hold_json_or_a_bare_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("key");
+        std::fs::write(&bare, "abc123\n").unwrap();
+        assert_eq!(read_credentials_file(&bare).unwrap(), Secret::new("abc123"));
+        let json = dir.path().join("json");
+        std::fs::write(&json, r#"{"api_key": "k2"}"#).unwrap();
+        assert_eq!(read_credentials_file(&json).unwrap(), Secret::new("k2"));
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, "two words").unwrap();
+        assert!(read_credentials_file(&junk).is_err());
     }
 
     #[test]

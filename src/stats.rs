@@ -1,0 +1,132 @@
+//! `ocxfs stats MOUNTPOINT`: the running daemon's counters, read from the
+//! mount's `.ocxfs/stats.json`.
+
+use std::path::Path;
+
+use crate::catalog::{CONTROL_DIR, STATS_FILE};
+use crate::metrics::Snapshot;
+
+pub fn read(mountpoint: &Path) -> Result<Snapshot, String> {
+    let path = mountpoint.join(CONTROL_DIR).join(STATS_FILE);
+    let text = std::fs::read(&path)
+        .map_err(|e| format!("{} is not an ocxfs mount ({e})", mountpoint.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn rate(hits: u64, misses: u64) -> String {
+    match hits + misses {
+        0 => "-".into(),
+        all => format!("{:.1}%", 100.0 * hits as f64 / all as f64),
+    }
+}
+
+/// The human form of a snapshot.
+pub fn render(s: &Snapshot, per_object: bool) -> String {
+    let mut out = String::new();
+    let line = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<28}{v}\n"));
+    line(
+        &mut out,
+        "documents / samples",
+        format!("{} / {}", s.documents, s.samples),
+    );
+    line(&mut out, "uptime", format!("{} s", s.uptime_seconds));
+    line(
+        &mut out,
+        "POSTs (download_uri)",
+        format!("{} ({} failed)", s.posts, s.post_failures),
+    );
+    line(&mut out, "presigned URLs reused", s.url_reuses.to_string());
+    line(
+        &mut out,
+        "storage GETs",
+        format!("{} ({} retries)", s.storage_gets, s.storage_retries),
+    );
+    line(
+        &mut out,
+        "bytes fetched from storage",
+        bytes(s.bytes_fetched),
+    );
+    line(&mut out, "bytes served to readers", bytes(s.bytes_served));
+    line(
+        &mut out,
+        "block cache hit rate",
+        format!(
+            "{} ({} hits, {} misses)",
+            rate(s.block_hits, s.block_misses),
+            s.block_hits,
+            s.block_misses
+        ),
+    );
+    let m = &s.memory;
+    line(
+        &mut out,
+        "memory",
+        format!(
+            "{} cached + {} in flight of {}; RSS {}",
+            bytes(m.cached_bytes),
+            bytes(m.in_flight_bytes),
+            bytes(m.budget),
+            bytes(m.rss_bytes)
+        ),
+    );
+    let errors = if s.errors.is_empty() {
+        "none".to_owned()
+    } else {
+        s.errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    line(&mut out, "errors", errors);
+    if per_object {
+        out.push_str("POSTs per object\n");
+        for (object, n) in &s.posts_by_object {
+            out.push_str(&format!("  {object}  {n}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_counter() {
+        let mut s = Snapshot {
+            posts: 3,
+            bytes_fetched: 3 * 1024 * 1024,
+            block_hits: 3,
+            block_misses: 1,
+            ..Snapshot::default()
+        };
+        s.errors.insert("timeout".into(), 2);
+        s.posts_by_object.insert("documents/abc".into(), 3);
+        let text = render(&s, true);
+        assert!(
+            text.contains("POSTs (download_uri)        3 (0 failed)"),
+            "{text}"
+        );
+        assert!(text.contains("3.0 MiB"));
+        assert!(text.contains("75.0%"));
+        assert!(text.contains("timeout: 2"));
+        assert!(text.contains("documents/abc"));
+        assert!(!render(&s, false).contains("documents/abc"));
+    }
+}
