@@ -15,3 +15,4 @@ pub mod presign;
 pub mod reader;
 pub mod stats;
 pub mod storage;
+pub mod url_store;

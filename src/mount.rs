@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::presign::PresignCache;
 use crate::reader::{Reader, RetryPolicy};
 use crate::storage::StorageClient;
+use crate::url_store::{self, UrlStore};
 
 /// Environment variable that carries `--api-key` to the daemon, so that the
 /// key never appears in the daemon's command line (visible in `ps`).
@@ -66,6 +67,10 @@ pub struct MountArgs {
     /// Log file when detached (default: $XDG_STATE_HOME/ocxfs/ocxfs.log)
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// Do not keep presigned URLs across remounts (in a 0600 file under
+    /// $XDG_STATE_HOME/ocxfs/urls)
+    #[arg(long)]
+    pub no_persist_urls: bool,
     /// Internal: file descriptor on which the daemon reports readiness
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -95,7 +100,11 @@ impl MountArgs {
             opt("max-memory", m.to_string());
         }
         a.push("--foreground".into());
-        for (flag, on) in [("--allow-other", self.allow_other), ("--demo", self.demo)] {
+        for (flag, on) in [
+            ("--allow-other", self.allow_other),
+            ("--demo", self.demo),
+            ("--no-persist-urls", self.no_persist_urls),
+        ] {
             if on {
                 a.push(flag.into());
             }
@@ -483,23 +492,33 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         }
     };
     let api = Arc::new(ApiClient::new(&api_base, credentials).map_err(|e| e.to_string())?);
-    let listing = rt.block_on(async {
-        api.account()
+    let (account, listing) = rt.block_on(async {
+        let account = api
+            .account()
             .await
             .map_err(|e| describe_startup_error(&e, &api_base))?;
-        api.listing()
+        let listing = api
+            .listing()
             .await
-            .map_err(|e| describe_startup_error(&e, &api_base))
+            .map_err(|e| describe_startup_error(&e, &api_base))?;
+        Ok::<_, String>((account, listing))
     })?;
 
     let metrics = Arc::new(Metrics::default());
     // A failed POST answers for its object this long without a new POST.
     let negative_ttl = Duration::from_secs(10);
-    let presign = Arc::new(PresignCache::new(
-        api.clone(),
-        negative_ttl,
-        metrics.clone(),
-    ));
+    let mut presign = PresignCache::new(api.clone(), negative_ttl, metrics.clone());
+    // The demo's emulator signs with a new key each run: nothing to keep.
+    if !args.no_persist_urls && !args.demo {
+        match url_store::default_dir().map(|dir| UrlStore::open(&dir, &api_base, &account.uri)) {
+            Some(Ok(store)) => presign = presign.with_store(Arc::new(store)),
+            Some(Err(e)) => tracing::warn!("presigned URLs will not be kept across remounts: {e}"),
+            None => tracing::warn!(
+                "no HOME or XDG_STATE_HOME: presigned URLs will not be kept across remounts"
+            ),
+        }
+    }
+    let presign = Arc::new(presign);
     let storage =
         StorageClient::new(Duration::from_secs(args.stall_timeout)).map_err(|e| e.to_string())?;
     let budget = args.max_memory.unwrap_or_else(default_memory_budget);

@@ -20,6 +20,7 @@ use crate::api::model::DownloadUri;
 use crate::api::{ApiClient, ObjectId};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::url_store::UrlStore;
 
 /// Who answers the POST: the API client, or a fake in tests.
 pub trait UrlSource: Send + Sync {
@@ -93,6 +94,8 @@ pub struct PresignCache {
     negative_ttl: Duration,
     serial: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Where URLs are kept across remounts, when enabled.
+    store: Option<Arc<UrlStore>>,
 }
 
 impl PresignCache {
@@ -103,7 +106,36 @@ impl PresignCache {
             negative_ttl,
             serial: AtomicU64::new(1),
             metrics,
+            store: None,
         }
+    }
+
+    /// Keep URLs in `store`, starting with the still-valid ones it holds.
+    pub fn with_store(mut self, store: Arc<UrlStore>) -> Self {
+        let now = Instant::now();
+        let mut slots = self.slots.lock().expect("presign slots poisoned");
+        for stored in store.load() {
+            let (Some(object), Ok(url)) =
+                (ObjectId::parse(&stored.object), Url::parse(&stored.url))
+            else {
+                continue;
+            };
+            let url = PresignedUrl {
+                url,
+                serial: self.serial.fetch_add(1, Ordering::Relaxed),
+                // Not "young": storage refusing it is an ordinary expiry.
+                fetched_at: now.checked_sub(YOUNG).unwrap_or(now),
+                valid_until: now + stored.remaining,
+            };
+            let slot = Slot {
+                url: Some(Arc::new(url)),
+                ..Slot::default()
+            };
+            slots.insert(object, Arc::new(tokio::sync::Mutex::new(slot)));
+        }
+        drop(slots);
+        self.store = Some(store);
+        self
     }
 
     fn slot(&self, object: &ObjectId) -> Arc<tokio::sync::Mutex<Slot>> {
@@ -145,6 +177,9 @@ impl PresignCache {
             slot.last_young_refresh = Some(Instant::now());
         }
         slot.url = None;
+        if let Some(store) = &self.store {
+            store.remove(&object.to_string());
+        }
         self.post(object, &mut slot).await
     }
 
@@ -160,11 +195,19 @@ impl PresignCache {
             Ok(answer) => {
                 let url = Url::parse(&answer.download_uri)
                     .map_err(|_| Error::InvalidResponse("download_uri is not a URL".into()))?;
+                let lifetime = usable_lifetime(answer.expires_in_hours);
+                if let Some(store) = &self.store {
+                    store.put(
+                        &object.to_string(),
+                        url.as_str(),
+                        lifetime.saturating_sub(started.elapsed()),
+                    );
+                }
                 let url = Arc::new(PresignedUrl {
                     url,
                     serial: self.serial.fetch_add(1, Ordering::Relaxed),
                     fetched_at: started,
-                    valid_until: started + usable_lifetime(answer.expires_in_hours),
+                    valid_until: started + lifetime,
                 });
                 tracing::debug!(%object, hours = answer.expires_in_hours, "presigned URL obtained");
                 slot.url = Some(url.clone());
@@ -316,6 +359,33 @@ pub(crate) mod tests {
         }
         assert!(c.get(&object()).await.is_err());
         assert_eq!(src.posts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn stored_urls_are_reused_after_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = || Arc::new(UrlStore::open(tmp.path(), "http://api", "acct").unwrap());
+        let src = FakeSource::new("http://s");
+        let first = PresignCache::new(
+            src.clone(),
+            Duration::from_secs(5),
+            Arc::new(Metrics::default()),
+        )
+        .with_store(store());
+        let url = first.get(&object()).await.unwrap().url().clone();
+        drop(first);
+        let second = PresignCache::new(
+            src.clone(),
+            Duration::from_secs(5),
+            Arc::new(Metrics::default()),
+        )
+        .with_store(store());
+        assert_eq!(second.get(&object()).await.unwrap().url(), &url);
+        assert_eq!(
+            src.posts.load(Ordering::SeqCst),
+            1,
+            "no POST after the restart"
+        );
     }
 
     #[test]

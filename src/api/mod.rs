@@ -82,6 +82,22 @@ impl std::fmt::Display for ObjectId {
     }
 }
 
+impl ObjectId {
+    /// The `documents/<id>` form back into an id.
+    pub fn parse(s: &str) -> Option<ObjectId> {
+        let (collection, id) = s.split_once('/')?;
+        let kind = match collection {
+            "documents" => ObjectKind::Document,
+            "samples" => ObjectKind::Sample,
+            _ => return None,
+        };
+        is_valid_id(id).then(|| ObjectId {
+            kind,
+            id: id.to_owned(),
+        })
+    }
+}
+
 /// Ids go into URL paths: accept only what One Codex issues (alphanumerics).
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())

@@ -184,6 +184,7 @@ impl MountProc {
             .env_remove("ONE_CODEX_BEARER_TOKEN")
             .env_remove("OCXFS_API_KEY")
             .env("RUST_LOG", level)
+            .env("XDG_STATE_HOME", state_home(dir))
             .stderr(stderr)
             .spawn()
             .expect("start ocxfs mount");
@@ -244,6 +245,11 @@ impl Drop for MountProc {
                 .status();
         }
     }
+}
+
+/// Per-test state directory (kept URLs, logs), beside the mount point.
+pub fn state_home(mountpoint: &Path) -> PathBuf {
+    mountpoint.parent().unwrap().join("state")
 }
 
 /// Wait for a condition on the mount (e.g. a process to exit).

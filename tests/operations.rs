@@ -1,0 +1,213 @@
+//! Running ocxfs for real: the `mount.fuse.ocxfs` helper and `-o` options,
+//! presigned URLs kept across remounts, and `ocxfs stats`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const MIB: usize = 1024 * 1024;
+
+fn docs(dir: &Path) -> Vec<Vec<u8>> {
+    let a = pattern(3 * MIB + 5, 1);
+    let b = pattern(700_000, 2);
+    write(dir, "a.fastq", &a);
+    write(dir, "b.csv", &b);
+    vec![a, b]
+}
+
+#[test]
+fn the_mount_helper_takes_mount_options() {
+    require_fuse();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let key = tmp.path().join("key");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let helper = tmp.path().join("mount.fuse.ocxfs");
+    std::os::unix::fs::symlink(bin(), &helper).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let opts = format!(
+        "api_base={},api_key_file={},_netdev,nosuid,listing_ttl=5,log_file={}",
+        emu.url,
+        key.display(),
+        tmp.path().join("log").display()
+    );
+    let out = Command::new(&helper)
+        .args(["none", mnt.to_str().unwrap(), "-o", &opts])
+        .env_remove("ONE_CODEX_API_KEY")
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mounted = is_mounted(&mnt);
+    let read = std::fs::read(mnt.join("documents/b.csv"));
+    let un = Command::new(bin())
+        .arg("unmount")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(mounted);
+    assert!(read.unwrap() == data[1]);
+    assert!(un.success() && !is_mounted(&mnt));
+
+    // An API key in the options would be visible to every user: refused.
+    let out = Command::new(&helper)
+        .args(["none", mnt.to_str().unwrap(), "-o", "api_key=abc"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api_key_file"));
+}
+
+#[test]
+fn mount_dash_t_fuse_ocxfs_works_through_the_installed_helper() {
+    require_fuse();
+    // SAFETY: getuid cannot fail.
+    assert_eq!(
+        unsafe { libc::getuid() },
+        0,
+        "mount -t needs root (CI runs as root)"
+    );
+    let installed = Path::new("/sbin/mount.fuse.ocxfs");
+    let ours = !installed.exists();
+    if ours {
+        std::os::unix::fs::symlink(bin(), installed).unwrap();
+    }
+    struct Remove(bool);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            if self.0 {
+                let _ = std::fs::remove_file("/sbin/mount.fuse.ocxfs");
+            }
+        }
+    }
+    let _remove = Remove(ours);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let key = tmp.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "fuse.ocxfs", "none", mnt.to_str().unwrap(), "-o"])
+        .arg(format!(
+            "api_base={},api_key_file={}",
+            emu.url,
+            key.display()
+        ))
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = std::fs::read(mnt.join("documents/a.fastq"));
+    let un = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(read.unwrap() == data[0]);
+    assert!(un.success() && !is_mounted(&mnt));
+}
+
+#[test]
+fn a_remount_within_the_url_lifetime_makes_no_post() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let read_all = |m: &MountProc| {
+        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    };
+    {
+        let m = MountProc::start(&emu, &mnt, &[]);
+        read_all(&m);
+    }
+    assert_eq!(emu.posts_total(), 2);
+    {
+        let m = MountProc::start(&emu, &mnt, &[]);
+        read_all(&m);
+    }
+    assert_eq!(emu.posts_total(), 2, "the remount reused the kept URLs");
+    let urls = state_home(&mnt).join("ocxfs/urls");
+    assert_eq!(
+        std::fs::metadata(&urls).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let files: Vec<_> = std::fs::read_dir(&urls)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    {
+        let m = MountProc::start(&emu, &mnt, &["--no-persist-urls"]);
+        read_all(&m);
+    }
+    assert_eq!(
+        emu.posts_total(),
+        4,
+        "without kept URLs each file POSTs again"
+    );
+}
+
+#[test]
+fn stats_json_matches_the_emulator_counters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = MountProc::start(&emu, &mnt, &[]);
+    for _ in 0..3 {
+        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+    }
+    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    let out = Command::new(bin())
+        .args(["stats", "--json"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let theirs = emu.stats();
+    assert_eq!(ours["posts"], theirs["posts_total"]);
+    for (id, n) in theirs["posts"].as_object().unwrap() {
+        assert_eq!(
+            &ours["posts_by_object"][format!("documents/{id}")],
+            n,
+            "{id}"
+        );
+    }
+    let gets = theirs["range_gets"].as_u64().unwrap() + theirs["full_gets"].as_u64().unwrap();
+    assert_eq!(ours["storage_gets"].as_u64().unwrap(), gets);
+    assert_eq!(ours["bytes_fetched"], theirs["storage_bytes"]);
+    assert_eq!(
+        ours["bytes_fetched"].as_u64().unwrap(),
+        (data[0].len() + data[1].len()) as u64
+    );
+    assert_eq!(ours["documents"], 2);
+    let human = Command::new(bin())
+        .args(["stats", "--per-document"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("POSTs (download_uri)        2"), "{text}");
+    assert!(text.contains("documents/"), "{text}");
+}
