@@ -561,6 +561,15 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
     fuse_config.n_threads = Some(4);
     fuse_config.clone_fd = true;
     let adapter = FuseAdapter::new(fs, rt.handle().clone());
+    // Signals are caught from before the mount exists, so a stop request
+    // that follows readiness at once still unmounts cleanly.
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _rt = rt.enter();
+        let term = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
+        (term, int)
+    };
     let mut session = fuser::Session::new(adapter, &mountpoint, &fuse_config)
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
@@ -584,16 +593,16 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         mountpoint.display()
     );
     ready.send("ok");
+    notify_systemd("READY=1");
 
     rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: unmounting"),
+            _ = int.recv() => tracing::info!("SIGINT: unmounting"),
             _ = term.recv() => tracing::info!("SIGTERM: unmounting"),
             _ = done_rx => tracing::info!("unmounted from outside"),
         }
     });
+    notify_systemd("STOPPING=1");
     if let Err(e) = unmounter.unmount() {
         // Busy (files open): detach the mount now. Open files keep the FUSE
         // connection alive; it ends when this process exits.
@@ -608,6 +617,25 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
     }
     rt.shutdown_timeout(Duration::from_secs(2));
     Ok(())
+}
+
+/// Tell systemd (a `Type=notify` service) how the daemon is doing; a no-op
+/// elsewhere.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = UnixDatagram::unbound().and_then(|s| s.send_to_addr(state.as_bytes(), &addr?));
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
 }
 
 /// One line that says what went wrong before mounting, and what to do.

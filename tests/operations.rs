@@ -211,3 +211,44 @@ fn stats_json_matches_the_emulator_counters() {
     assert!(text.contains("POSTs (download_uri)        2"), "{text}");
     assert!(text.contains("documents/"), "{text}");
 }
+
+#[test]
+fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
+    require_fuse();
+    let tmp = tempfile::tempdir().unwrap();
+    docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mut child = Command::new(bin())
+        .arg("mount")
+        .arg(&mnt)
+        .args(["--foreground", "--api-base", &emu.url, "--api-key", KEY])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf);
+    let ready_and_mounted = n
+        .as_ref()
+        .map(|n| &buf[..*n] == b"READY=1")
+        .unwrap_or(false)
+        && is_mounted(&mnt);
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopping = socket.recv(&mut buf).map(|n| buf[..n].to_vec());
+    let status = child.wait().unwrap();
+    assert!(
+        ready_and_mounted,
+        "READY=1 must come once the mount answers"
+    );
+    assert_eq!(stopping.unwrap(), b"STOPPING=1");
+    assert!(status.success());
+    assert!(!is_mounted(&mnt));
+}
