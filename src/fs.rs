@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::api::{ApiClient, ObjectId};
 use crate::catalog::{Catalog, Node};
 use crate::error::{Error, Result};
-use crate::metrics::{Memory, Snapshot};
+use crate::metrics::{DiskCacheStats, Memory, Snapshot};
 use crate::reader::{ObjectState, OpenFile, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +334,18 @@ impl OcxFs {
             in_flight_bytes: in_flight,
             rss_bytes: resident_bytes(),
         };
+        snap.disk_cache = self.reader.disk_cache().map(|d| {
+            let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            DiskCacheStats {
+                hits: get(&d.stats.hits),
+                misses: get(&d.stats.misses),
+                damaged_blocks: get(&d.stats.corrupt),
+                write_failures: get(&d.stats.write_failures),
+                evictions: get(&d.stats.evictions),
+                used_bytes: d.used_bytes(),
+                max_bytes: d.max_bytes(),
+            }
+        });
         (snap.documents, snap.samples) = self.catalog().counts();
         snap.uptime_seconds = self.mounted_at.elapsed().map_or(0, |d| d.as_secs());
         snap

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod cache;
 pub mod catalog;
+pub mod disk_cache;
 pub mod emulator;
 pub mod error;
 pub mod fs;

@@ -43,9 +43,22 @@ pub struct Snapshot {
     pub block_misses: u64,
     pub errors: BTreeMap<String, u64>,
     pub memory: Memory,
+    /// Present when `--cache-dir` is set.
+    pub disk_cache: Option<DiskCacheStats>,
     pub documents: usize,
     pub samples: usize,
     pub uptime_seconds: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskCacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub damaged_blocks: u64,
+    pub write_failures: u64,
+    pub evictions: u64,
+    pub used_bytes: u64,
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

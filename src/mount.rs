@@ -14,6 +14,7 @@ use fuser::{Config, MountOption, SessionACL};
 
 use crate::api::{ApiClient, DEFAULT_API_BASE, credentials};
 use crate::catalog::Catalog;
+use crate::disk_cache::DiskCache;
 use crate::emulator::{DEMO_API_KEY, Emulator, EmulatorArgs};
 use crate::error::Error;
 use crate::fs::{FsConfig, OcxFs};
@@ -71,6 +72,12 @@ pub struct MountArgs {
     /// $XDG_STATE_HOME/ocxfs/urls)
     #[arg(long)]
     pub no_persist_urls: bool,
+    /// Keep downloaded blocks on disk here, across remounts
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Largest size of the disk cache, e.g. 20G
+    #[arg(long, value_parser = parse_size, default_value = "10G")]
+    pub max_cache_size: u64,
     /// Internal: file descriptor on which the daemon reports readiness
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -112,12 +119,15 @@ impl MountArgs {
         for (flag, path) in [
             ("--api-key-file", &self.api_key_file),
             ("--log-file", &self.log_file),
+            ("--cache-dir", &self.cache_dir),
         ] {
             if let Some(p) = path {
                 a.push(flag.into());
                 a.push(abs(p)?);
             }
         }
+        a.push("--max-cache-size".into());
+        a.push(self.max_cache_size.to_string().into());
         Ok(a)
     }
 }
@@ -522,13 +532,14 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
     let storage =
         StorageClient::new(Duration::from_secs(args.stall_timeout)).map_err(|e| e.to_string())?;
     let budget = args.max_memory.unwrap_or_else(default_memory_budget);
-    let reader = Arc::new(Reader::new(
-        storage,
-        presign,
-        budget,
-        RetryPolicy::default(),
-        metrics,
-    ));
+    let mut reader = Reader::new(storage, presign, budget, RetryPolicy::default(), metrics);
+    if let Some(dir) = &args.cache_dir {
+        let disk = DiskCache::open(dir, args.max_cache_size)
+            .map_err(|e| format!("cache directory {}: {e}", dir.display()))?;
+        reader = reader.with_disk_cache(Arc::new(disk));
+    }
+    let reader = Arc::new(reader);
+    let reader_for_exit = reader.clone();
     let mut catalog = Catalog::new();
     let skipped = catalog.rebuild(&listing);
     let (documents, samples) = catalog.counts();
@@ -603,6 +614,7 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         }
     });
     notify_systemd("STOPPING=1");
+    rt.block_on(reader_for_exit.flush_disk_writes(Duration::from_secs(10)));
     if let Err(e) = unmounter.unmount() {
         // Busy (files open): detach the mount now. Open files keep the FUSE
         // connection alive; it ends when this process exits.

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use rand::Rng;
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 use crate::api::ObjectId;
 use crate::cache::{BLOCK_SIZE, BlockCache, BlockKey, Claim, Job, Slot};
+use crate::disk_cache::{DiskCache, Meta};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::prefetch::Prefetch;
@@ -24,6 +26,8 @@ use crate::storage::{RangeAnswer, StorageClient};
 /// at once and a cancelled part wastes little.
 const PART_SIZE: u64 = 8 * 1024 * 1024;
 const UNKNOWN_SIZE: u64 = u64::MAX;
+/// 64 MiB of blocks may wait for the disk; beyond that blocks are not kept.
+const MAX_PENDING_DISK_WRITES: usize = 1024;
 
 /// Retries of one ranged GET on transient failures (5xx, 429, resets,
 /// short bodies, stalls): exponential backoff with full jitter.
@@ -65,6 +69,8 @@ pub struct ObjectState {
     file_key: u64,
     size: AtomicU64,
     etag: Mutex<Option<String>>,
+    /// The disk cache has this version's ETag and size.
+    meta_saved: AtomicBool,
     stale: AtomicBool,
 }
 
@@ -134,6 +140,9 @@ pub struct Reader {
     metrics: Arc<Metrics>,
     retry: RetryPolicy,
     next_file_key: AtomicU64,
+    disk: Option<Arc<DiskCache>>,
+    /// Bounds the blocks waiting to be written to disk (and their memory).
+    disk_writes: Arc<Semaphore>,
 }
 
 impl Reader {
@@ -151,6 +160,29 @@ impl Reader {
             metrics,
             retry,
             next_file_key: AtomicU64::new(1),
+            disk: None,
+            disk_writes: Arc::new(Semaphore::new(MAX_PENDING_DISK_WRITES)),
+        }
+    }
+
+    /// Keep blocks in `disk` too.
+    pub fn with_disk_cache(mut self, disk: Arc<DiskCache>) -> Reader {
+        self.disk = Some(disk);
+        self
+    }
+
+    pub fn disk_cache(&self) -> Option<&Arc<DiskCache>> {
+        self.disk.as_ref()
+    }
+
+    /// Wait (up to `limit`) for blocks still being written to disk, so that
+    /// an unmount keeps what was read.
+    pub async fn flush_disk_writes(&self, limit: Duration) {
+        let all = self
+            .disk_writes
+            .acquire_many(MAX_PENDING_DISK_WRITES as u32);
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("some blocks were not written to the disk cache before exit");
         }
     }
 
@@ -166,20 +198,40 @@ impl Reader {
         self.cache.usage()
     }
 
+    /// State for a version of `object`. With a disk cache that knows the
+    /// object (and agrees with the listing's size), its version is pinned
+    /// from there, so cached blocks can be used without asking storage.
     pub fn new_object(&self, object: ObjectId, size: Option<u64>) -> Arc<ObjectState> {
+        let known = self.disk.as_ref().and_then(|d| {
+            let meta = d.meta(&object)?;
+            if size.is_some_and(|s| s != meta.size) {
+                d.forget(&object);
+                return None;
+            }
+            Some(meta)
+        });
         Arc::new(ObjectState {
-            object,
             file_key: self.next_file_key.fetch_add(1, Ordering::Relaxed),
-            size: AtomicU64::new(size.unwrap_or(UNKNOWN_SIZE)),
-            etag: Mutex::new(None),
+            size: AtomicU64::new(
+                size.or(known.as_ref().map(|m| m.size))
+                    .unwrap_or(UNKNOWN_SIZE),
+            ),
+            etag: Mutex::new(known.map(|m| m.etag)),
+            meta_saved: AtomicBool::new(false),
             stale: AtomicBool::new(false),
+            object,
         })
     }
 
     /// Make `object` readable: a presigned URL (one POST unless one is
-    /// cached) and, when the listing did not say, the size from storage.
+    /// cached, or the disk cache already knows the object: then the POST
+    /// waits until a block must come from storage) and, when the listing
+    /// did not say, the size from storage.
     pub async fn open(self: &Arc<Self>, object: Arc<ObjectState>) -> Result<OpenFile> {
-        self.presign.get(&object.object).await?;
+        let on_disk = self.disk.is_some() && object.etag().is_some() && object.size().is_some();
+        if !on_disk {
+            self.presign.get(&object.object).await?;
+        }
         if object.size().is_none() {
             // The first block tells the size (Content-Range) and is kept.
             self.block(&object, 0).await?;
@@ -335,6 +387,9 @@ impl Reader {
             if let Err(error) = reader.run_job(&state, &job).await {
                 if let Error::Changed { .. } = error {
                     state.stale.store(true, Ordering::Release);
+                    if let Some(disk) = &reader.disk {
+                        disk.forget(&state.object);
+                    }
                 }
                 if !matches!(error, Error::Cancelled) {
                     reader.metrics.count_error(&error);
@@ -350,6 +405,9 @@ impl Reader {
     /// Download the job's blocks, resuming after transient failures and
     /// refreshing the URL (twice at most) when storage says it expired.
     async fn run_job(&self, state: &ObjectState, job: &Job) -> Result<()> {
+        if self.from_disk(state, job).await {
+            return Ok(());
+        }
         let mut url = self.presign.get(&state.object).await?;
         let mut failures = 0;
         let mut refreshes = 0;
@@ -433,7 +491,9 @@ impl Reader {
                 let take = (block_len(index) - buf.len()).min(chunk.len());
                 buf.extend_from_slice(&chunk.split_to(take));
                 if buf.len() == block_len(index) {
-                    self.cache.complete_block(job, buf.split().freeze());
+                    let block = buf.split().freeze();
+                    self.keep_on_disk(state, index, &block);
+                    self.cache.complete_block(job, block);
                     index += 1;
                     if index * BLOCK_SIZE < total {
                         buf.reserve(block_len(index));
@@ -445,6 +505,58 @@ impl Reader {
             return self.finish_past_end(job);
         }
         Ok(())
+    }
+
+    /// Serve the job's leading blocks from the disk cache; true when it
+    /// had them all.
+    async fn from_disk(&self, state: &ObjectState, job: &Job) -> bool {
+        let (Some(disk), Some(etag), Some(size)) = (&self.disk, state.etag(), state.size()) else {
+            return false;
+        };
+        loop {
+            let index = job.blocks.start + job.done();
+            if index >= job.blocks.end || index * BLOCK_SIZE >= size {
+                return index >= job.blocks.end;
+            }
+            let (disk, object, etag2) = (disk.clone(), state.object.clone(), etag.clone());
+            let block = tokio::task::spawn_blocking(move || disk.get(&object, &etag2, index))
+                .await
+                .ok()
+                .flatten();
+            let expected = (size - index * BLOCK_SIZE).min(BLOCK_SIZE) as usize;
+            match block {
+                Some(b) if b.len() == expected => self.cache.complete_block(job, b),
+                _ => return false,
+            }
+        }
+    }
+
+    /// Write a block fetched from storage to the disk cache, in the
+    /// background. When too many writes are pending (a disk slower than
+    /// the network) the block is not kept: caching never slows a read.
+    fn keep_on_disk(&self, state: &ObjectState, index: u64, block: &Bytes) {
+        let (Some(disk), Some(etag)) = (&self.disk, state.etag()) else {
+            return;
+        };
+        let Ok(permit) = self.disk_writes.clone().try_acquire_owned() else {
+            return;
+        };
+        if !state.meta_saved.swap(true, Ordering::AcqRel) {
+            if let Some(size) = state.size() {
+                disk.put_meta(
+                    &state.object,
+                    &Meta {
+                        etag: etag.clone(),
+                        size,
+                    },
+                );
+            }
+        }
+        let (disk, object, block) = (disk.clone(), state.object.clone(), block.clone());
+        tokio::task::spawn_blocking(move || {
+            disk.put(&object, &etag, index, &block);
+            drop(permit);
+        });
     }
 
     /// Blocks at or past the end of the object are empty.

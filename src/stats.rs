@@ -84,6 +84,22 @@ pub fn render(s: &Snapshot, per_object: bool) -> String {
             bytes(m.rss_bytes)
         ),
     );
+    if let Some(d) = &s.disk_cache {
+        line(
+            &mut out,
+            "disk cache",
+            format!(
+                "{} of {} used; hit rate {} ({} hits, {} misses); {} damaged, {} write failures",
+                bytes(d.used_bytes),
+                bytes(d.max_bytes),
+                rate(d.hits, d.misses),
+                d.hits,
+                d.misses,
+                d.damaged_blocks,
+                d.write_failures
+            ),
+        );
+    }
     let errors = if s.errors.is_empty() {
         "none".to_owned()
     } else {

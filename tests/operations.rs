@@ -252,3 +252,139 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     assert!(status.success());
     assert!(!is_mounted(&mnt));
 }
+
+fn file_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let meta = e.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(file_sizes(&e.path()));
+        } else {
+            out.push((e.path(), meta.len(), meta.permissions().mode() & 0o777));
+        }
+    }
+    out
+}
+
+fn stats_json(mnt: &Path) -> serde_json::Value {
+    let out = Command::new(bin())
+        .args(["stats", "--json"])
+        .arg(mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_disk_cache_serves_a_remount_with_no_post_and_no_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let cache = tmp.path().join("cache");
+    // Without kept URLs, so that only the disk cache can spare the POSTs.
+    let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
+    {
+        let m = MountProc::start(&emu, &mnt, &args);
+        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    }
+    assert_eq!(emu.posts_total(), 2);
+    let files = file_sizes(&cache);
+    assert!(files.iter().all(|(_, _, mode)| *mode == 0o600), "{files:?}");
+    emu.control("reset-stats");
+    let m = MountProc::start(&emu, &mnt, &args);
+    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    let theirs = emu.stats();
+    assert_eq!(theirs["posts_total"], 0, "{theirs}");
+    assert_eq!(theirs["range_gets"], 0, "{theirs}");
+    let ours = stats_json(&mnt);
+    let blocks = data
+        .iter()
+        .map(|d| d.len().div_ceil(64 * 1024) as u64)
+        .sum::<u64>();
+    assert_eq!(
+        ours["disk_cache"]["hits"].as_u64().unwrap(),
+        blocks,
+        "{ours}"
+    );
+    assert_eq!(ours["posts"], 0);
+}
+
+#[test]
+fn a_damaged_disk_block_is_detected_and_fetched_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let cache = tmp.path().join("cache");
+    let args = ["--cache-dir", cache.to_str().unwrap()];
+    {
+        let m = MountProc::start(&emu, &mnt, &args);
+        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    }
+    // Flip one byte in the data of one block of b.csv.
+    let id = emu.id_of("b.csv");
+    let (block, _, _) = file_sizes(&cache)
+        .into_iter()
+        .find(|(p, len, _)| {
+            p.to_str().unwrap().contains(&id) && p.file_name().unwrap() == "3" && *len > 1000
+        })
+        .expect("block 3 of b.csv on disk");
+    let mut raw = std::fs::read(&block).unwrap();
+    raw[1000] ^= 0x40;
+    std::fs::write(&block, &raw).unwrap();
+    emu.control("reset-stats");
+    let m = MountProc::start(&emu, &mnt, &args);
+    assert!(
+        std::fs::read(m.docs().join("b.csv")).unwrap() == data[1],
+        "the damage reached a reader"
+    );
+    let ours = stats_json(&mnt);
+    assert_eq!(ours["disk_cache"]["damaged_blocks"], 1, "{ours}");
+    let gets = emu.stats()["range_gets"].as_u64().unwrap();
+    assert!(gets >= 1, "the damaged block was fetched again");
+}
+
+#[test]
+fn the_disk_cache_stays_under_its_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let cache = tmp.path().join("cache");
+    let limit = 1024 * 1024;
+    let m = MountProc::start(
+        &emu,
+        &mnt,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--max-cache-size",
+            "1M",
+        ],
+    );
+    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    drop(m);
+    let blocks: u64 = file_sizes(&cache)
+        .iter()
+        .filter(|(p, _, _)| p.file_name().unwrap() != "meta.json")
+        .map(|(_, len, _)| len)
+        .sum();
+    assert!(
+        blocks <= limit,
+        "{blocks} bytes of blocks on disk, limit {limit}"
+    );
+    assert!(blocks > limit / 2, "the cache was used: {blocks}");
+}
