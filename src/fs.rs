@@ -76,6 +76,9 @@ pub struct OcxFs {
     next_fh: AtomicU64,
 }
 
+/// Runtime state, not listing data: may reading the file POST now?
+pub const POST_NEEDED_XATTR: &str = "user.ocxfs.post_needed";
+
 /// This process's resident set size.
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -225,7 +228,17 @@ impl OcxFs {
     /// listing: never a POST. Directories have none.
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(String, String)>> {
         match self.catalog().node(ino) {
-            Some(Node::File(info)) => Ok(info.xattrs.clone()),
+            Some(Node::File(info)) => {
+                let mut attrs = info.xattrs.clone();
+                // Whether reading the file now would POST (`ocxfs prefetch`
+                // counts these before it asks).
+                let cached = self.reader.presign().has_url(&info.object);
+                attrs.push((
+                    POST_NEEDED_XATTR.to_owned(),
+                    if cached { "no" } else { "yes" }.to_owned(),
+                ));
+                Ok(attrs)
+            }
             Some(Node::Dir(_) | Node::Stats) => Ok(Vec::new()),
             None => Err(Error::NotFound(format!("inode {ino}"))),
         }

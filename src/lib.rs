@@ -17,3 +17,4 @@ pub mod reader;
 pub mod stats;
 pub mod storage;
 pub mod url_store;
+pub mod warmup;

@@ -23,6 +23,9 @@ enum Command {
         /// The mount point
         mountpoint: std::path::PathBuf,
     },
+    /// Read files or directories of a mount into its caches (the disk cache
+    /// with --cache-dir), saying first how many POSTs that takes
+    Prefetch(ocxfs::warmup::PrefetchArgs),
     /// Show what a running mount did: POSTs, bytes, cache hits, errors
     Stats {
         /// The mount point
@@ -90,6 +93,7 @@ fn main() {
         Command::Mount(args) if args.foreground => mount::run_foreground(args),
         Command::Mount(args) => mount::spawn_daemon(&args),
         Command::Unmount { mountpoint } => unmount(&mountpoint),
+        Command::Prefetch(args) => ocxfs::warmup::run(&args),
         Command::Stats {
             mountpoint,
             json,

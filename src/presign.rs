@@ -143,6 +143,27 @@ impl PresignCache {
         slots.entry(object.clone()).or_default().clone()
     }
 
+    /// Whether a valid URL for `object` is cached (or being fetched): then
+    /// opening it costs no new POST. Never waits, never POSTs.
+    pub fn has_url(&self, object: &ObjectId) -> bool {
+        let Some(slot) = self
+            .slots
+            .lock()
+            .expect("presign slots poisoned")
+            .get(object)
+            .cloned()
+        else {
+            return false;
+        };
+        match slot.try_lock() {
+            Ok(slot) => slot
+                .url
+                .as_ref()
+                .is_some_and(|u| u.is_fresh(Instant::now())),
+            Err(_) => true,
+        }
+    }
+
     /// A valid URL for `object`, POSTing only when none is cached.
     pub async fn get(&self, object: &ObjectId) -> Result<Arc<PresignedUrl>> {
         let slot = self.slot(object);

@@ -171,6 +171,10 @@ impl Reader {
         self
     }
 
+    pub fn presign(&self) -> &PresignCache {
+        &self.presign
+    }
+
     pub fn disk_cache(&self) -> Option<&Arc<DiskCache>> {
         self.disk.as_ref()
     }

@@ -388,3 +388,55 @@ fn the_disk_cache_stays_under_its_limit() {
     );
     assert!(blocks > limit / 2, "the cache was used: {blocks}");
 }
+
+#[test]
+fn prefetch_says_what_it_will_post_then_fills_the_disk_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let cache = tmp.path().join("cache");
+    let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
+    {
+        let m = MountProc::start(&emu, &mnt, &args);
+        // Without --yes and nobody to ask: nothing happens.
+        let refused = Command::new(bin())
+            .arg("prefetch")
+            .arg(m.docs())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains("2 files") && said.contains("at most 2 download_uri POSTs"),
+            "{said}"
+        );
+        assert!(said.contains("--yes"), "{said}");
+        assert_eq!(emu.posts_total(), 0);
+        let out = Command::new(bin())
+            .args(["prefetch", "--yes"])
+            .arg(m.docs())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("2 of 2 files read"), "{said}");
+        assert!(said.contains("2 download_uri POSTs made"), "{said}");
+        assert_eq!(emu.posts_total(), 2);
+        // Once the URLs are cached, the same prefetch announces no POST.
+        let again = Command::new(bin())
+            .args(["prefetch"])
+            .arg(m.docs())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("at most 0 download_uri POSTs"));
+    }
+    emu.control("reset-stats");
+    let m = MountProc::start(&emu, &mnt, &args);
+    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+    assert_eq!(emu.stats()["range_gets"], 0, "served from the disk cache");
+}

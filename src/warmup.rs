@@ -1,0 +1,205 @@
+//! `ocxfs prefetch PATH…`: read files through the mount so that they land
+//! in its caches (the disk cache, with `--cache-dir`), telling first how
+//! many charging POSTs that takes.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::catalog::{BY_ID_DIR, CONTROL_DIR, STATS_FILE};
+use crate::fs::POST_NEEDED_XATTR;
+
+#[derive(clap::Args, Debug)]
+pub struct PrefetchArgs {
+    /// Files or directories inside an ocxfs mount
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Do not ask before making POSTs
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+struct Target {
+    path: PathBuf,
+    size: u64,
+    posts: bool,
+}
+
+/// Files under `paths`, each inode once (the same file is reachable by
+/// name, by id, by project and by tag).
+fn collect(paths: &[PathBuf]) -> Result<Vec<Target>, String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.iter().rev().cloned().collect();
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.is_dir() {
+            let mut children: Vec<PathBuf> = std::fs::read_dir(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n != CONTROL_DIR && n != BY_ID_DIR)
+                })
+                .collect();
+            children.sort();
+            stack.extend(children.into_iter().rev());
+        } else if seen.insert((meta.dev(), meta.ino())) {
+            let posts = xattr(&path, POST_NEEDED_XATTR)
+                .ok_or_else(|| format!("{} is not in an ocxfs mount", path.display()))?
+                == "yes";
+            out.push(Target {
+                path,
+                size: meta.len(),
+                posts,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn xattr(path: &Path, name: &str) -> Option<String> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let c_name = std::ffi::CString::new(name).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given size.
+    let n = unsafe {
+        libc::getxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+}
+
+fn human(n: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", units[u])
+}
+
+fn confirm(question: &str) -> Result<(), String> {
+    if !std::io::stdin().is_terminal() {
+        return Err("not asking on a non-interactive input: add --yes to go ahead".into());
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err("nothing done".into())
+    }
+}
+
+/// The mount holding `path`: the nearest ancestor with the daemon's files.
+fn mount_root(path: &Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(path).ok()?;
+    abs.ancestors()
+        .find(|a| a.join(CONTROL_DIR).join(STATS_FILE).exists())
+        .map(Path::to_owned)
+}
+
+pub fn run(args: &PrefetchArgs) -> Result<(), String> {
+    let targets = collect(&args.paths)?;
+    let root = mount_root(&args.paths[0])
+        .ok_or_else(|| format!("{} is not in an ocxfs mount", args.paths[0].display()))?;
+    let before = crate::stats::read(&root)?;
+    if before.disk_cache.is_none() {
+        eprintln!(
+            "prefetch: note: this mount has no --cache-dir; the data stays in memory only, and not across remounts"
+        );
+    }
+    let total: u64 = targets.iter().map(|t| t.size).sum();
+    let posts = targets.iter().filter(|t| t.posts).count();
+    eprintln!(
+        "prefetch: {} files, {}; at most {posts} download_uri POSTs (each may incur retrieval charges)",
+        targets.len(),
+        human(total as f64)
+    );
+    if posts > 0 && !args.yes {
+        confirm("Go ahead?")?;
+    }
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let (mut done, mut failed) = (0u64, Vec::new());
+    let mut buf = vec![0u8; 1 << 20];
+    for (i, t) in targets.iter().enumerate() {
+        let result = std::fs::File::open(&t.path).and_then(|mut f| {
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                done += n as u64;
+                let every = if tty {
+                    Duration::from_millis(200)
+                } else {
+                    Duration::from_secs(10)
+                };
+                if last_report.elapsed() >= every {
+                    last_report = Instant::now();
+                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    let rate = done as f64 / secs;
+                    let eta = total.saturating_sub(done) as f64 / rate.max(1.0);
+                    let line = format!(
+                        "  {} / {}  {:.0}%  {}/s  ETA {:.0} s  ({}/{} files)",
+                        human(done as f64),
+                        human(total as f64),
+                        100.0 * done as f64 / total.max(1) as f64,
+                        human(rate),
+                        eta,
+                        i + 1,
+                        targets.len()
+                    );
+                    if tty {
+                        eprint!("\r{line}   ")
+                    } else {
+                        eprintln!("{line}")
+                    }
+                }
+            }
+        });
+        if let Err(e) = result {
+            failed.push(format!("{}: {e}", t.path.display()));
+        }
+    }
+    if tty {
+        eprintln!();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "prefetch: {} of {} files read, {} in {secs:.1} s ({}/s)",
+        targets.len() - failed.len(),
+        targets.len(),
+        human(done as f64),
+        human(done as f64 / secs.max(0.001))
+    );
+    if let Ok(after) = crate::stats::read(&root) {
+        eprintln!(
+            "prefetch: {} download_uri POSTs made",
+            after.posts - before.posts
+        );
+    }
+    for f in &failed {
+        eprintln!("  failed: {f}");
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} files could not be read", failed.len()))
+    }
+}
