@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::api::{ApiClient, ObjectId};
-use crate::catalog::{Catalog, Node};
+use crate::catalog::{Catalog, FileInfo, Node};
 use crate::error::{Error, Result};
 use crate::metrics::{DiskCacheStats, Memory, Snapshot};
 use crate::reader::{ObjectState, OpenFile, Reader};
@@ -70,10 +70,18 @@ pub struct OcxFs {
     mounted_at: SystemTime,
     /// Per-inode object state, shared by all handles of a file.
     objects: Mutex<HashMap<u64, Arc<ObjectState>>>,
-    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    handles: Mutex<HashMap<u64, Handle>>,
     /// Contents of open daemon-generated files (stats), by handle.
     generated: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
     next_fh: AtomicU64,
+}
+
+/// An open file: its reader state, and what it was when opened (it stays
+/// readable if deleted upstream meanwhile).
+struct Handle {
+    file: Arc<OpenFile>,
+    ino: u64,
+    info: Arc<FileInfo>,
 }
 
 /// Runtime state, not listing data: may reading the file POST now?
@@ -139,10 +147,16 @@ impl OcxFs {
             gid: self.config.gid,
             size_unknown: false,
         };
-        match catalog
-            .node(ino)
-            .ok_or_else(|| Error::NotFound(format!("inode {ino}")))?
-        {
+        let Some(node) = catalog.node(ino) else {
+            // Deleted upstream but still open: it keeps its attributes
+            // until the last handle closes.
+            let handles = self.handles.lock().expect("handles lock poisoned");
+            return match handles.values().find(|h| h.ino == ino) {
+                Some(h) => Ok(self.file_attr(&h.info, base)),
+                None => Err(Error::NotFound(format!("inode {ino}"))),
+            };
+        };
+        match node {
             Node::Dir(_) => Ok(base),
             Node::Stats => Ok(Attr {
                 kind: Kind::File,
@@ -152,25 +166,27 @@ impl OcxFs {
                 size_unknown: true,
                 ..base
             }),
-            Node::File(info) => {
-                // A size learned from storage beats the listing's.
-                let learned = self
-                    .objects
-                    .lock()
-                    .expect("objects lock poisoned")
-                    .get(&ino)
-                    .and_then(|o| o.size());
-                let size = learned.or(info.size);
-                Ok(Attr {
-                    kind: Kind::File,
-                    size: size.unwrap_or(0),
-                    perm: 0o444,
-                    nlink: info.links.max(1),
-                    mtime: info.created,
-                    size_unknown: size.is_none(),
-                    ..base
-                })
-            }
+            Node::File(info) => Ok(self.file_attr(info, base)),
+        }
+    }
+
+    fn file_attr(&self, info: &FileInfo, base: Attr) -> Attr {
+        // A size learned from storage beats the listing's.
+        let learned = self
+            .objects
+            .lock()
+            .expect("objects lock poisoned")
+            .get(&base.ino)
+            .and_then(|o| o.size());
+        let size = learned.or(info.size);
+        Attr {
+            kind: Kind::File,
+            size: size.unwrap_or(0),
+            perm: 0o444,
+            nlink: info.links.max(1),
+            mtime: info.created,
+            size_unknown: size.is_none(),
+            ..base
         }
     }
 
@@ -189,11 +205,15 @@ impl OcxFs {
     /// Entries of a directory from position `offset` on (`.` and `..`
     /// first), handed to `add` with the offset of the entry after each,
     /// until `add` says its buffer is full.
+    /// With `plus`, each entry comes with its attributes (READDIRPLUS: the
+    /// kernel then needs no LOOKUP per entry, which makes a cold `ls -l`
+    /// of thousands of files one round trip per buffer).
     pub fn readdir(
         &self,
         ino: u64,
         offset: u64,
-        mut add: impl FnMut(DirEntry<'_>, u64) -> bool,
+        plus: bool,
+        mut add: impl FnMut(DirEntry<'_>, Option<Attr>, u64) -> bool,
     ) -> Result<()> {
         let catalog = self.catalog();
         let Some(Node::Dir(dir)) = catalog.node(ino) else {
@@ -217,7 +237,12 @@ impl OcxFs {
             }
         });
         for (i, entry) in dots.chain(children).enumerate().skip(offset as usize) {
-            if add(entry, i as u64 + 1) {
+            let attr = if plus {
+                Some(self.attr_of(&catalog, entry.ino)?)
+            } else {
+                None
+            };
+            if add(entry, attr, i as u64 + 1) {
                 break;
             }
         }
@@ -284,10 +309,15 @@ impl OcxFs {
         let object = info.object.clone();
         let file = self.deadline(self.reader.open(state), &object).await?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let handle = Handle {
+            file: Arc::new(file),
+            ino,
+            info: info.clone(),
+        };
         self.handles
             .lock()
             .expect("handles lock poisoned")
-            .insert(fh, Arc::new(file));
+            .insert(fh, handle);
         Ok(Opened {
             fh,
             direct_io: info.size.is_none(),
@@ -311,7 +341,7 @@ impl OcxFs {
             .lock()
             .expect("handles lock poisoned")
             .get(&fh)
-            .cloned()
+            .map(|h| h.file.clone())
             .ok_or_else(|| Error::InvalidResponse(format!("unknown file handle {fh}")))?;
         let read = self.reader.read(&file, offset, u64::from(size));
         self.deadline(read, &file.object.object).await

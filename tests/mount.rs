@@ -46,7 +46,7 @@ fn names_in(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != ".by-id")
+        .filter(|n| n != ".by-id" && n != ".ocxfs")
         .collect()
 }
 

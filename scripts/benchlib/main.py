@@ -9,6 +9,7 @@ the One Codex API (and S3-like storage for the *-emu rows).
 import argparse
 import atexit
 import datetime
+import http.client
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 from . import workloads as W
 from .servers import API_KEY, EmuCounter, Emulator, Nginx, NginxCounter
@@ -50,6 +52,9 @@ def parse_args(argv):
     p.add_argument("--systems", help="systems, comma-separated: " + ",".join(ALL_SYSTEMS)
                    + " (each workload's reference always runs)")
     p.add_argument("--quick", action="store_true", help="1 run, small files, short fio: a smoke check")
+    p.add_argument("--far", type=float, default=0.05,
+                   help="a system below this fraction of its reference's speed in its first run is not "
+                        "repeated (default %(default)s; 0 repeats everything)")
     p.add_argument("--ocxfs", help="ocxfs binary to use (default: cargo build --release, then target/release/ocxfs)")
     p.add_argument("--no-build", action="store_true", help="use target/release/ocxfs as it is")
     p.add_argument("--no-install", action="store_true", help="never apt-get install missing tools")
@@ -91,6 +96,7 @@ class Ctx:
         self.args = a
         self.prof = a.prof
         self.runs, self.cap = a.runs, a.cap
+        self.far = a.far
         self.only = a.only
         self.selected = set(a.systems)
         self.workdir = os.path.abspath(a.workdir)
@@ -119,6 +125,7 @@ class Ctx:
         self.machine = {}
         self.ocxfs = None
         self.binaries, self.tools = [], []
+        self.ocxfs_has_max_memory = True
 
     def note(self, msg):
         log("NOTE: " + msg)
@@ -292,6 +299,10 @@ def setup_servers(ctx):
     ctx.nginx = Nginx(ctx.procs, os.path.join(ctx.workdir, "nginx"), ctx.datadir, ctx.manydir)
     ctx.nginx.start()
     nginx_counter = NginxCounter(ctx.nginx)
+    mount_help = cmd_output([ctx.ocxfs, "mount", "--help"])
+    ctx.ocxfs_has_max_memory = "--max-memory" in mount_help
+    if not ctx.ocxfs_has_max_memory:
+        ctx.note("this ocxfs mount has no --max-memory: mounted with its default memory budget")
     help_text = cmd_output([ctx.ocxfs, "emulator", "--help"])
     has_sb = "--storage-base" in help_text
     ctx.has_storage_base = has_sb
@@ -307,12 +318,21 @@ def setup_servers(ctx):
             ctx.emu_nginx = Emulator(ctx.procs, ctx.ocxfs, ctx.datadir, ctx.logdir, "nginx-storage",
                                      ["--storage-base", ctx.nginx.url])
             ctx.emu_nginx.start()
-            # check once that the presigned URLs really lead to nginx
+            # check once that the presigned URLs really lead to nginx and serve the file
             url = ctx.emu_nginx.presign(os.path.basename(ctx.big))
-            if not url.startswith(ctx.nginx.url):
-                ctx.note(f"--storage-base URL does not point at nginx: {url[:80]}")
+            if not url.startswith(ctx.nginx.url + "/"):
+                raise RuntimeError(f"its presigned URL does not point at nginx: {url[:80]}")
+            status, body = range_get(url)
+            with open(os.path.join(ctx.datadir, ctx.big), "rb") as f:
+                want = f.read(16)
+            if status != 206 or body != want:
+                raise RuntimeError(f"a 16-byte Range GET of its presigned URL answered {status} "
+                                   f"with other bytes: {url[:80]}")
         except Exception as e:  # noqa: BLE001
-            ctx.note(f"emulator with --storage-base failed: {e}")
+            ctx.note(f"emulator with --storage-base {ctx.nginx.url} is not usable ({e}); "
+                     "falling back to emulator storage")
+            if ctx.emu_nginx is not None:
+                ctx.emu_nginx.stop()
             ctx.emu_nginx = None
     else:
         ctx.note("this ocxfs emulator has no --storage-base: the 'ocxfs' rows use emulator storage "
@@ -327,7 +347,7 @@ def setup_servers(ctx):
                                              EmuCounter(ctx.emu_data), ctx.emu_data, note="storage=emulator")
     elif ctx.emu_data is not None:
         ctx.systems["ocxfs"] = Ocxfs(ctx, "ocxfs", os.path.join(mnt, "ocxfs"), EmuCounter(ctx.emu_data),
-                                     ctx.emu_data, note="storage=emulator (no --storage-base)")
+                                     ctx.emu_data, note="storage=emulator (no usable --storage-base)")
         ctx.unavailable["ocxfs-emu"] = "same as ocxfs here (no --storage-base)"
     else:
         ctx.unavailable["ocxfs"] = ctx.unavailable["ocxfs-emu"] = "emulator did not start"
@@ -353,6 +373,17 @@ def setup_servers(ctx):
             for wl in ctx.only:
                 if wl in ("seq", "par", "random", "warm", "ttfb", "small"):
                     ctx.add_error_row(wl, name, ctx.unavailable[name])
+
+
+def range_get(url, n=16):
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("GET", u.path + ("?" + u.query if u.query else ""), headers={"Range": f"bytes=0-{n - 1}"})
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 def cleanup(ctx):
@@ -442,6 +473,7 @@ def write_json(ctx, final=False):
         "machine": ctx.machine,
         "settings": {
             "profile": ctx.args.profile_name, "sizes": ctx.prof, "runs": ctx.runs, "cap_seconds": ctx.cap,
+            "not_repeated_below_speed_ratio": ctx.far,
             "workloads": ctx.only, "systems": sorted(ctx.selected), "max_memory": ctx.max_memory,
             "latency_ms": ctx.latency_ms, "storage_page_cache": "cold (disk)" if ctx.cold_storage else
             "warm: page cache dropped, then the storage-side files re-read before each run",

@@ -108,15 +108,24 @@ class Ocxfs(FuseSystem):
     def __init__(self, ctx, name, mnt, counter, emu, note="", storage="emulator"):
         super().__init__(ctx, name, mnt, counter)
         self.emu, self.note, self.storage = emu, note, storage
+        # Its own XDG dirs, emptied before every cold mount: nothing it keeps
+        # across remounts (persisted presigned URLs, ...) survives into a cold run,
+        # and the user's own ~/.local/state is left alone.
+        self.cache_dir = os.path.join(ctx.workdir, "cache", name)
 
     def argv(self):
-        return [self.ctx.ocxfs, "mount", self.mnt, "--foreground", "--api-base", self.emu.base,
-                "--max-memory", self.ctx.max_memory]
+        a = [self.ctx.ocxfs, "mount", self.mnt, "--foreground", "--api-base", self.emu.base]
+        if self.ctx.ocxfs_has_max_memory:
+            a += ["--max-memory", self.ctx.max_memory]
+        return a
 
     def env(self):
         env = {k: v for k, v in os.environ.items()
                if k not in ("OCXFS_API_KEY", "ONE_CODEX_BEARER_TOKEN", "ONE_CODEX_API_BASE")}
         env["ONE_CODEX_API_KEY"] = self.ctx.api_key
+        env["XDG_STATE_HOME"] = os.path.join(self.cache_dir, "state")
+        env["XDG_CACHE_HOME"] = os.path.join(self.cache_dir, "cache")
+        env["HOME"] = self.cache_dir  # no ~/.onecodex from the machine's user
         env.setdefault("RUST_LOG", "warn")
         return env
 

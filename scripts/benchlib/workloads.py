@@ -54,8 +54,19 @@ def measure(ctx, workload, system, unit, better, run_fn, ref=None, note="", runs
             row["notes"].append(d.get("cap_note") or
                                 f"capped at {ctx.cap:g}s: figure from the bytes actually read; not repeated")
             break
+        speed = speed_vs_ref(ctx, row, d["value"])
+        if i == 0 and runs > 1 and speed is not None and speed < ctx.far:
+            row["notes"].append(f"{speed:.2g}x the reference in run 1, far below {ctx.far:g}x: not repeated")
+            break
     ctx.add_row(row)
     return row
+
+
+def speed_vs_ref(ctx, row, value):
+    ref = next((r for r in ctx.rows if r["workload"] == row["workload"] and r["system"] == row.get("ref")), None)
+    if ref is None or not ref.get("median") or not value:
+        return None
+    return value / ref["median"] if row["better"] == "higher" else ref["median"] / value
 
 
 def finish_row(row):
@@ -268,7 +279,7 @@ def w_par(ctx):
                    "ref": None, "samples": [h / MiB for h in hw], "runs": [{"value": h / MiB} for h in hw],
                    "notes": ["peak RSS (VmHWM) of the FUSE daemon during the 4 parallel readers"],
                    "error": row["error"] if not hw else None}
-            if row["system"].startswith("ocxfs"):
+            if row["system"].startswith("ocxfs") and ctx.ocxfs_has_max_memory:
                 new["notes"].append(f"--max-memory {ctx.max_memory} ({ctx.max_memory_bytes / MiB:.0f} MiB)")
                 new["budget_bytes"] = ctx.max_memory_bytes
             ctx.add_row(new)

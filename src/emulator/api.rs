@@ -1,5 +1,5 @@
-//! The One Codex API routes: account, document listing and lookup, and the
-//! charging `download_uri` POST.
+//! The One Codex API routes: account; documents and samples (listing, lookup
+//! and the charging `download_uri` POST); projects and tags.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::Shared;
 use super::faults::Route;
 use super::stats::ApiRoute;
-use super::store::Document;
+use super::store::{Document, Kind, Project, Tag, domain, domain_id};
 
 /// The demo account's user id (16 hex, like real ids).
 pub(crate) const ACCOUNT_ID: &str = "0cf5de0000000001";
@@ -28,6 +28,16 @@ pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
         .route("/api/v1/documents", get(list_documents))
         .route("/api/v1/documents/{id}", get(get_document))
         .route("/api/v1/documents/{id}/download_uri", post(download_uri))
+        .route("/api/v1/samples", get(list_samples))
+        .route("/api/v1/samples/{id}", get(get_sample))
+        .route(
+            "/api/v1/samples/{id}/download_uri",
+            post(sample_download_uri),
+        )
+        .route("/api/v1/projects", get(list_projects))
+        .route("/api/v1/projects/{id}", get(get_project))
+        .route("/api/v1/tags", get(list_tags))
+        .route("/api/v1/tags/{id}", get(get_tag))
 }
 
 /// `{"message": ..., "status": N}` with an optional `Retry-After`.
@@ -136,6 +146,94 @@ struct DocumentJson<'a> {
     valid_until: Option<String>,
 }
 
+fn reference(kind: &str, id: &str) -> Ref {
+    Ref {
+        r#ref: format!("/api/v1/{kind}/{id}"),
+    }
+}
+
+/// Exactly the fields of the real API's sample objects (`samples.json`).
+#[derive(Serialize)]
+struct SampleJson<'a> {
+    #[serde(rename = "$uri")]
+    uri: String,
+    created_at: &'a str,
+    filename: Option<&'a str>,
+    metadata: Ref,
+    owner: Ref,
+    primary_classification: Ref,
+    project: Option<Ref>,
+    size: Option<u64>,
+    tags: Vec<Ref>,
+    visibility: &'a str,
+    status: &'a str,
+}
+
+impl<'a> SampleJson<'a> {
+    fn new(d: &'a Document) -> Self {
+        let info = d.sample.as_ref().expect("a sample");
+        SampleJson {
+            uri: format!("/api/v1/samples/{}", d.id),
+            created_at: &d.created_at,
+            filename: (!info.null_filename).then_some(d.filename.as_str()),
+            metadata: reference("metadata", &domain_id(domain::METADATA, d.id.as_bytes())),
+            owner: reference("users", ACCOUNT_ID),
+            primary_classification: reference(
+                "classifications",
+                &domain_id(domain::CLASSIFICATION, d.id.as_bytes()),
+            ),
+            project: info.project.as_deref().map(|p| reference("projects", p)),
+            size: (!d.null_size).then_some(d.size),
+            tags: info.tags.iter().map(|t| reference("tags", t)).collect(),
+            visibility: &info.visibility,
+            status: &info.status,
+        }
+    }
+}
+
+/// The fields of the real API's project objects.
+#[derive(Serialize)]
+struct ProjectJson<'a> {
+    #[serde(rename = "$uri")]
+    uri: String,
+    name: Option<&'a str>,
+    project_name: Option<&'a str>,
+    description: Option<String>,
+    owner: Ref,
+    public: bool,
+    permissions: [Ref; 0],
+}
+
+impl<'a> ProjectJson<'a> {
+    fn new(p: &'a Project) -> Self {
+        ProjectJson {
+            uri: format!("/api/v1/projects/{}", p.id),
+            name: p.name.as_deref(),
+            project_name: p.project_name.as_deref(),
+            description: None,
+            owner: reference("users", ACCOUNT_ID),
+            public: false,
+            permissions: [],
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TagJson<'a> {
+    #[serde(rename = "$uri")]
+    uri: String,
+    name: &'a str,
+}
+
+impl<'a> TagJson<'a> {
+    fn new(t: &'a Tag) -> Self {
+        TagJson {
+            uri: format!("/api/v1/tags/{}", t.id),
+            name: &t.name,
+        }
+    }
+}
+
 impl<'a> DocumentJson<'a> {
     fn new(d: &'a Document) -> Self {
         DocumentJson {
@@ -208,15 +306,65 @@ fn page_params(q: &HashMap<String, String>) -> Result<(u64, u64), String> {
     ))
 }
 
-async fn list_documents(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Response {
-    shared.stats.api(ApiRoute::List);
-    if let Some((s, r)) = shared.faults.api(Route::List, None, &shared.stats) {
-        return injected(s, r);
+type QueryResult = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+/// Opaque cursor tokens: a listing position, lightly disguised.
+const CURSOR_MASK: u64 = 0x6f63_7866_735f_6375;
+
+pub(crate) fn encode_cursor(seq: u64) -> String {
+    format!("c{:016x}", seq ^ CURSOR_MASK)
+}
+
+fn decode_cursor(token: &str) -> Option<u64> {
+    let hex = token.strip_prefix('c')?;
+    if hex.len() != 16 {
+        return None;
     }
+    u64::from_str_radix(hex, 16).ok().map(|v| v ^ CURSOR_MASK)
+}
+
+/// `X-Total-Count` plus, when there is a next page, a `Link` header.
+fn page_headers(
+    resp: &mut Response,
+    headers: &HeaderMap,
+    shared: &Shared,
+    path: &str,
+    total: usize,
+    page: u64,
+    per_page: u64,
+) {
+    let last_page = paginate(total, page, per_page).last_page;
+    let h = resp.headers_mut();
+    h.insert("x-total-count", HeaderValue::from(total));
+    if page < last_page {
+        let url = |n| {
+            format!(
+                "{}{path}?page={n}&per_page={per_page}",
+                origin(headers, shared)
+            )
+        };
+        let link = format!(
+            "<{}>; rel=\"next\", <{}>; rel=\"last\"",
+            url(page + 1),
+            url(last_page)
+        );
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.insert(header::LINK, v);
+        }
+    }
+}
+
+/// A document or sample listing: page-number pagination, or cursor
+/// pagination (`X-Pagination-Style: cursor`) where `cursor_ok`.
+fn list_objects(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: QueryResult,
+    kind: Kind,
+    path: &str,
+    cursor_ok: bool,
+    body: impl Fn(&[Arc<Document>]) -> Response,
+) -> Response {
     let Ok(Query(query)) = query else {
         return error(StatusCode::BAD_REQUEST, "Invalid query string", None);
     };
@@ -225,36 +373,188 @@ async fn list_documents(
         Err(m) => return error(StatusCode::BAD_REQUEST, &m, None),
     };
     // Anonymous requests see only public data, of which this account has none.
-    let docs = if authorized(&headers, &shared.api_key) {
-        shared.store.listing()
+    let authed = authorized(headers, &shared.api_key);
+    let cursor_style = cursor_ok
+        && headers
+            .get("x-pagination-style")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cursor"));
+    if cursor_style {
+        let from = match query.get("cursor").map(|c| c.trim()) {
+            None | Some("") => 0,
+            Some(c) => match decode_cursor(c) {
+                Some(seq) => seq,
+                None => return error(StatusCode::BAD_REQUEST, "Invalid cursor", None),
+            },
+        };
+        let slice = match authed {
+            true => shared.store.after(kind, from, per_page as usize),
+            false => super::store::Slice {
+                items: Vec::new(),
+                total: 0,
+                next_seq: None,
+            },
+        };
+        let mut resp = body(&slice.items);
+        let h = resp.headers_mut();
+        h.insert("x-total-count", HeaderValue::from(slice.total));
+        if let Some(next) = slice.next_seq {
+            if let Ok(v) = HeaderValue::from_str(&encode_cursor(next)) {
+                h.insert("x-next-cursor", v);
+            }
+        }
+        return resp;
+    }
+    let (items, total) = if authed {
+        let start = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
+        let slice = shared
+            .store
+            .range(kind, start, start.saturating_add(per_page as usize));
+        (slice.items, slice.total)
+    } else {
+        (Vec::new(), 0)
+    };
+    let mut resp = body(&items);
+    page_headers(&mut resp, headers, shared, path, total, page, per_page);
+    resp
+}
+
+/// A projects or tags listing (page-number pagination).
+fn list_fixed<'a, S, T: Serialize>(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: QueryResult,
+    all: &'a [S],
+    path: &str,
+    to_json: impl Fn(&'a S) -> T,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return error(StatusCode::BAD_REQUEST, "Invalid query string", None);
+    };
+    let (page, per_page) = match page_params(&query) {
+        Ok(p) => p,
+        Err(m) => return error(StatusCode::BAD_REQUEST, &m, None),
+    };
+    let all = if authorized(headers, &shared.api_key) {
+        all
     } else {
         &[]
     };
-    let p = paginate(docs.len(), page, per_page);
-    let body: Vec<DocumentJson> = docs[p.start..p.end]
-        .iter()
-        .map(|d| DocumentJson::new(d))
-        .collect();
+    let p = paginate(all.len(), page, per_page);
+    let body: Vec<T> = all[p.start..p.end].iter().map(to_json).collect();
     let mut resp = Json(body).into_response();
-    let h = resp.headers_mut();
-    h.insert("x-total-count", HeaderValue::from(docs.len()));
-    if page < p.last_page {
-        let url = |n| {
-            format!(
-                "{}/api/v1/documents?page={n}&per_page={per_page}",
-                origin(&headers, &shared)
-            )
-        };
-        let link = format!(
-            "<{}>; rel=\"next\", <{}>; rel=\"last\"",
-            url(page + 1),
-            url(p.last_page)
-        );
-        if let Ok(v) = HeaderValue::from_str(&link) {
-            h.insert(header::LINK, v);
-        }
-    }
+    page_headers(&mut resp, headers, shared, path, all.len(), page, per_page);
     resp
+}
+
+async fn list_documents(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: QueryResult,
+) -> Response {
+    shared.stats.api(ApiRoute::List);
+    if let Some((s, r)) = shared.faults.api(Route::List, None, &shared.stats) {
+        return injected(s, r);
+    }
+    list_objects(
+        &shared,
+        &headers,
+        query,
+        Kind::Document,
+        "/api/v1/documents",
+        false,
+        |items| {
+            Json(
+                items
+                    .iter()
+                    .map(|d| DocumentJson::new(d))
+                    .collect::<Vec<_>>(),
+            )
+            .into_response()
+        },
+    )
+}
+
+async fn list_samples(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: QueryResult,
+) -> Response {
+    shared.stats.api(ApiRoute::ListSamples);
+    if let Some((s, r)) = shared.faults.api(Route::ListSamples, None, &shared.stats) {
+        return injected(s, r);
+    }
+    list_objects(
+        &shared,
+        &headers,
+        query,
+        Kind::Sample,
+        "/api/v1/samples",
+        true,
+        |items| Json(items.iter().map(|d| SampleJson::new(d)).collect::<Vec<_>>()).into_response(),
+    )
+}
+
+async fn list_projects(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: QueryResult,
+) -> Response {
+    shared.stats.api(ApiRoute::ListProjects);
+    if let Some((s, r)) = shared.faults.api(Route::ListProjects, None, &shared.stats) {
+        return injected(s, r);
+    }
+    let all = shared.store.projects();
+    list_fixed(
+        &shared,
+        &headers,
+        query,
+        all,
+        "/api/v1/projects",
+        ProjectJson::new,
+    )
+}
+
+async fn list_tags(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    query: QueryResult,
+) -> Response {
+    shared.stats.api(ApiRoute::ListTags);
+    if let Some((s, r)) = shared.faults.api(Route::ListTags, None, &shared.stats) {
+        return injected(s, r);
+    }
+    list_fixed(
+        &shared,
+        &headers,
+        query,
+        shared.store.tags(),
+        "/api/v1/tags",
+        TagJson::new,
+    )
+}
+
+async fn get_project(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match shared.store.projects().iter().find(|p| p.id == id) {
+        Some(p) if authorized(&headers, &shared.api_key) => {
+            Json(ProjectJson::new(p)).into_response()
+        }
+        _ => not_found(),
+    }
+}
+
+async fn get_tag(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match shared.store.tags().iter().find(|t| t.id == id) {
+        Some(t) if authorized(&headers, &shared.api_key) => Json(TagJson::new(t)).into_response(),
+        _ => not_found(),
+    }
 }
 
 async fn get_document(
@@ -267,12 +567,48 @@ async fn get_document(
         return injected(s, r);
     }
     // Without a key a private document looks missing, as on the real API.
-    match shared.store.get(&id) {
+    match shared.store.get_kind(Kind::Document, &id) {
         Some(d) if authorized(&headers, &shared.api_key) => {
-            Json(DocumentJson::new(d)).into_response()
+            Json(DocumentJson::new(&d)).into_response()
         }
         _ => not_found(),
     }
+}
+
+async fn get_sample(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    shared.stats.api(ApiRoute::GetSample);
+    if let Some((s, r)) = shared
+        .faults
+        .api(Route::GetSample, Some(&id), &shared.stats)
+    {
+        return injected(s, r);
+    }
+    match shared.store.get_kind(Kind::Sample, &id) {
+        Some(d) if authorized(&headers, &shared.api_key) => {
+            Json(SampleJson::new(&d)).into_response()
+        }
+        _ => not_found(),
+    }
+}
+
+/// The `download_uri` answer for an object the caller may download.
+fn presigned(shared: &Shared, headers: &HeaderMap, doc: &Document) -> Response {
+    let url = shared.signer.presign(
+        &origin(headers, shared),
+        shared.storage_base.as_deref(),
+        doc,
+        shared.url_ttl,
+    );
+    tracing::debug!(id = %doc.id, "issued a download URL");
+    Json(serde_json::json!({
+        "download_uri": url,
+        "expires_in_hours": shared.url_ttl.div_ceil(3600).max(1),
+    }))
+    .into_response()
 }
 
 async fn download_uri(
@@ -287,18 +623,38 @@ async fn download_uri(
     if !authorized(&headers, &shared.api_key) {
         return not_logged_in();
     }
-    let Some(doc) = shared.store.get(&id) else {
+    let Some(doc) = shared.store.get_kind(Kind::Document, &id) else {
         return not_found();
     };
-    let url = shared
-        .signer
-        .presign(&origin(&headers, &shared), doc, shared.url_ttl);
-    tracing::debug!(id = %doc.id, "issued a download URL");
-    Json(serde_json::json!({
-        "download_uri": url,
-        "expires_in_hours": shared.url_ttl.div_ceil(3600).max(1),
-    }))
-    .into_response()
+    presigned(&shared, &headers, &doc)
+}
+
+async fn sample_download_uri(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    shared.stats.post(&id);
+    if let Some((s, r)) = shared
+        .faults
+        .api(Route::PostSample, Some(&id), &shared.stats)
+    {
+        return injected(s, r);
+    }
+    if !authorized(&headers, &shared.api_key) {
+        return not_logged_in();
+    }
+    let Some(doc) = shared.store.get_kind(Kind::Sample, &id) else {
+        return not_found();
+    };
+    if !doc.available() {
+        return error(
+            StatusCode::CONFLICT,
+            "Sample is not available for download",
+            None,
+        );
+    }
+    presigned(&shared, &headers, &doc)
 }
 
 #[cfg(test)]
@@ -394,6 +750,112 @@ mod tests {
         assert!(!authorized(&h("authorization", "Basic !!!".into()), key));
         assert!(!authorized(&HeaderMap::new(), key));
         assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+    }
+
+    fn fixture(name: &str) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(format!("/work/shared/reference/onecodex-api-v1/{name}"))
+                .or_else(|_| {
+                    std::fs::read_to_string(format!("../shared/reference/onecodex-api-v1/{name}"))
+                })
+                .expect("fixture");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    #[test]
+    fn sample_project_and_tag_json_have_the_fixture_fields() {
+        use super::super::store::SampleInfo;
+        let samples = fixture("samples.json");
+        let all = samples.as_array().unwrap();
+        // Every fixture sample has the same key set: ours must be it.
+        for f in all {
+            assert_eq!(keys(f), keys(&all[0]));
+        }
+        let with_project = all.iter().find(|s| s["project"].is_object()).unwrap();
+        let mut doc = Document::new(
+            "7428cca4a3a04a8e".into(),
+            "SRR2352185.fastq.gz".into(),
+            181687821,
+            SystemTime::UNIX_EPOCH,
+            super::super::store::Source::Memory(bytes::Bytes::new()),
+            0,
+        );
+        let mut info = SampleInfo::new();
+        info.project = Some("4b53797444f846c4".into());
+        info.tags = vec!["42997b7a62634985".into(), "fb8e3b693c874f9e".into()];
+        doc.sample = Some(info);
+        let ours = serde_json::to_value(SampleJson::new(&doc)).unwrap();
+        assert_eq!(keys(&ours), keys(with_project));
+        for (k, v) in with_project.as_object().unwrap() {
+            let o = &ours[k];
+            let same_type = match v {
+                serde_json::Value::Object(m) => o
+                    .as_object()
+                    .is_some_and(|o| o.keys().collect::<Vec<_>>() == m.keys().collect::<Vec<_>>()),
+                // References, like the fixture's other samples' tags.
+                serde_json::Value::Array(_) => o
+                    .as_array()
+                    .is_some_and(|o| o.len() == 2 && o.iter().all(|x| keys(x) == ["$ref"])),
+                _ => std::mem::discriminant(v) == std::mem::discriminant(o),
+            };
+            assert!(same_type, "{k}: fixture {v} vs ours {o}");
+        }
+        assert_eq!(ours["$uri"], all[3]["$uri"]);
+        assert_eq!(ours["tags"][0], all[3]["tags"][0]);
+        assert_eq!(ours["project"], with_project["project"]);
+        assert_eq!(ours["status"], "available");
+        assert_eq!(ours["visibility"], "private");
+        assert!(
+            ours["metadata"]["$ref"]
+                .as_str()
+                .unwrap()
+                .starts_with("/api/v1/metadata/")
+        );
+
+        let tags = fixture("tags.json");
+        let tag = Tag {
+            id: "3696f7d507684477".into(),
+            name: "high host".into(),
+        };
+        assert_eq!(serde_json::to_value(TagJson::new(&tag)).unwrap(), tags[0]);
+
+        // projects.json is an empty list: the field set is the documented one.
+        let p = Project {
+            id: "4b53797444f846c4".into(),
+            name: None,
+            project_name: Some("demo_project".into()),
+        };
+        let v = serde_json::to_value(ProjectJson::new(&p)).unwrap();
+        let mut k = keys(&v);
+        k.sort();
+        assert_eq!(
+            k,
+            [
+                "$uri",
+                "description",
+                "name",
+                "owner",
+                "permissions",
+                "project_name",
+                "public"
+            ]
+        );
+        assert_eq!(v["$uri"], "/api/v1/projects/4b53797444f846c4");
+        assert_eq!(v["public"], false);
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        for seq in [0, 1, 999, u64::MAX] {
+            let c = encode_cursor(seq);
+            assert_eq!(decode_cursor(&c), Some(seq));
+        }
+        assert_eq!(decode_cursor("1000"), None);
+        assert_eq!(decode_cursor("czzzzzzzzzzzzzzzz"), None);
     }
 
     #[test]

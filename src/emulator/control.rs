@@ -7,18 +7,23 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use super::Shared;
 use super::api::error;
 use super::faults::Fault;
+use super::store::Kind;
 
 pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
     axum::Router::new()
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/reset-stats", post(reset_stats))
         .route("/_emulator/expire", post(expire))
+        .route("/_emulator/documents", post(add_document))
+        .route("/_emulator/documents/{id}", delete(delete_document))
+        .route("/_emulator/samples/{id}", delete(delete_sample))
         .route("/_emulator/documents/{id}/change", post(change))
+        .route("/_emulator/samples/{id}/change", post(change))
         .route(
             "/_emulator/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
@@ -46,6 +51,43 @@ async fn change(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Re
     let v = doc.change();
     Json(serde_json::json!({"id": doc.id, "generation": v.generation, "etag": v.etag}))
         .into_response()
+}
+
+/// Body: `{"filename": "...", "content": "<utf-8 text>"}`; answers 201 `{"id": ...}`.
+async fn add_document(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NewDocument {
+        filename: String,
+        #[serde(default)]
+        content: String,
+    }
+    let new: NewDocument = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string(), None),
+    };
+    if new.filename.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "filename must not be empty", None);
+    }
+    let id = shared
+        .store
+        .add_document(new.filename, Bytes::from(new.content.into_bytes()));
+    (StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response()
+}
+
+fn remove(shared: &Shared, kind: Kind, id: &str) -> Response {
+    match shared.store.remove(kind, id) {
+        true => StatusCode::NO_CONTENT.into_response(),
+        false => error(StatusCode::NOT_FOUND, "Not found", None),
+    }
+}
+
+async fn delete_document(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    remove(&shared, Kind::Document, &id)
+}
+
+async fn delete_sample(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    remove(&shared, Kind::Sample, &id)
 }
 
 async fn list_faults(State(shared): State<Arc<Shared>>) -> Response {

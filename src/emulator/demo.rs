@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::store::{Document, Fnv, Source, fnv1a64, splitmix64};
+use super::store::{
+    Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id, fnv1a64, splitmix64,
+};
 
 const READ_LEN: usize = 150;
 /// `@ocxfs_demo.000000001 length=150\n` + bases + `\n+\n` + qualities + `\n`.
@@ -90,6 +92,8 @@ What to look at:
 - Röö's report.txt: filenames are arbitrary Unicode text.
 - deep_run.fastq: about 64 MiB, generated on the fly, for read-ahead and
   throughput experiments.
+- samples: three small synthetic FASTQ samples, two of them in the project
+  demo_project, tagged paired-end and gut microbiome.
 
 Start the emulator with `ocxfs emulator`, then mount with the printed URL and
 the demo API key.
@@ -246,7 +250,9 @@ pub(crate) fn documents() -> Vec<Document> {
             let size = match &source {
                 Source::Memory(b) => b.len() as u64,
                 Source::Fastq(f) => f.size(),
-                Source::File(_) => unreachable!("demo documents are generated"),
+                Source::File(_) | Source::Generated(_) => {
+                    unreachable!("demo documents are memory or FASTQ")
+                }
             };
             let created = base + Duration::from_micros(i as u64 * 3_600_000_000 + 123_456);
             let mut seed = Fnv::new();
@@ -264,6 +270,55 @@ pub(crate) fn documents() -> Vec<Document> {
             )
         })
         .collect()
+}
+
+/// (key, filename, seed, records, in the project, tag indexes)
+type DemoSample = (&'static str, &'static str, u64, u64, bool, &'static [usize]);
+
+/// The demo samples: small synthetic FASTQs, one project, two tags.
+pub(crate) fn samples() -> (Vec<Document>, Vec<Project>, Vec<Tag>) {
+    let project = Project {
+        id: domain_id(domain::PROJECT, b"demo/demo_project"),
+        name: Some("Demo project".into()),
+        project_name: Some("demo_project".into()),
+    };
+    let tag = |name: &str| Tag {
+        id: domain_id(domain::TAG, format!("demo/{name}").as_bytes()),
+        name: name.into(),
+    };
+    let tags = vec![tag("paired-end"), tag("gut microbiome")];
+    let specs: [DemoSample; 3] = [
+        ("gut_R1", "gut_sample_R1.fastq", 11, 1500, true, &[0, 1]),
+        ("gut_R2", "gut_sample_R2.fastq", 12, 1500, true, &[0, 1]),
+        ("soil", "soil_sample.fastq", 13, 800, false, &[1]),
+    ];
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_714_640_400);
+    let samples = specs
+        .iter()
+        .enumerate()
+        .map(|(i, (key, filename, seed, records, in_project, tag_ix))| {
+            let fastq = SyntheticFastq {
+                seed: *seed,
+                records: *records,
+            };
+            let id = domain_id(domain::DEMO_SAMPLE, format!("demo/{key}").as_bytes());
+            let created = base + Duration::from_micros(i as u64 * 600_000_000 + 654_321);
+            let mut d = Document::new(
+                id,
+                (*filename).to_owned(),
+                fastq.size(),
+                created,
+                Source::Fastq(fastq),
+                fnv1a64(format!("demo-sample/{key}").as_bytes()),
+            );
+            let mut info = SampleInfo::new();
+            info.project = in_project.then(|| project.id.clone());
+            info.tags = tag_ix.iter().map(|&t| tags[t].id.clone()).collect();
+            d.sample = Some(info);
+            d
+        })
+        .collect();
+    (samples, vec![project], tags)
 }
 
 #[cfg(test)]

@@ -55,14 +55,34 @@ impl Kind {
     }
 }
 
-/// API routes an `api_status` fault can target.
+/// API routes an `api_status` fault can target (`list`, `get`, `post`:
+/// documents).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Route {
     List,
     Get,
     Post,
     Account,
+    ListSamples,
+    GetSample,
+    PostSample,
+    ListProjects,
+    ListTags,
+}
+
+impl Route {
+    const ALL: [(Route, &'static str); 9] = [
+        (Route::List, "list"),
+        (Route::Get, "get"),
+        (Route::Post, "post"),
+        (Route::Account, "account"),
+        (Route::ListSamples, "list_samples"),
+        (Route::GetSample, "get_sample"),
+        (Route::PostSample, "post_sample"),
+        (Route::ListProjects, "list_projects"),
+        (Route::ListTags, "list_tags"),
+    ];
 }
 
 /// A parsed fault. Without `probability` or `count` it fires on every match.
@@ -168,13 +188,12 @@ impl Fault {
                     f.seconds = Some(s);
                 }
                 "route" => {
-                    f.route = Some(match v.as_str() {
-                        "list" => Route::List,
-                        "get" => Route::Get,
-                        "post" => Route::Post,
-                        "account" => Route::Account,
-                        _ => return Err(format!("route {v:?} is not list, get, post or account")),
-                    })
+                    let found = Route::ALL.iter().find(|(_, name)| *name == v);
+                    let Some((route, _)) = found else {
+                        let names: Vec<_> = Route::ALL.iter().map(|(_, n)| *n).collect();
+                        return Err(format!("route {v:?} is not one of {}", names.join(", ")));
+                    };
+                    f.route = Some(*route);
                 }
                 _ => unreachable!("checked against the allowed keys"),
             }
@@ -349,6 +368,19 @@ mod tests {
             (f.kind, f.route, f.status, f.count),
             (Kind::ApiStatus, Some(Route::Post), Some(402), Some(1))
         );
+        for (name, route) in [
+            ("list_samples", Route::ListSamples),
+            ("get_sample", Route::GetSample),
+            ("post_sample", Route::PostSample),
+            ("list_projects", Route::ListProjects),
+            ("list_tags", Route::ListTags),
+            ("account", Route::Account),
+        ] {
+            let f = Fault::parse_cli(&format!("api_status:route={name}")).unwrap();
+            assert_eq!(f.route, Some(route));
+            let json = serde_json::to_value(&f).unwrap();
+            assert_eq!(json["route"], name);
+        }
         let f = Fault::parse_cli("reset").unwrap();
         assert_eq!((f.kind, f.count, f.probability), (Kind::Reset, None, None));
         let f = Fault::parse_cli("short_body: doc = 0123456789abcdef , count=2").unwrap();

@@ -2,13 +2,17 @@
 //! with counters and fault injection: ocxfs's test bed, benchmark server and
 //! offline demo.
 //!
-//! Routes: `/api/v1/...` (API, needs the key), `/storage/{id}/{name}?...`
-//! (presigned URLs, no key), `/_emulator/...` (counters and control, no key).
+//! Routes: `/api/v1/...` (API, needs the key: account, documents, samples,
+//! projects, tags), `/storage/{id}/{name}?...` (presigned URLs, no key),
+//! `/_emulator/...` (counters and control, no key: `stats`, `reset-stats`,
+//! `expire`, `faults`, `documents/{id}/change`, `samples/{id}/change`,
+//! `POST documents` to add one, `DELETE documents/{id}` or `samples/{id}`).
 
 mod api;
 mod control;
 mod demo;
 mod faults;
+mod generate;
 mod net;
 mod range;
 mod stats;
@@ -61,6 +65,33 @@ pub struct EmulatorArgs {
     /// Fault to inject, repeatable, e.g. "storage_status:status=503,probability=0.02"
     #[arg(long = "fault")]
     pub faults: Vec<String>,
+    /// Presigned URLs point at URL/<path under --docs>?X-Amz-... instead of the emulator's own storage
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "docs",
+        long_help = "With --docs: presigned download_uri values point at \
+                     URL/<relative path of the file under --docs, percent-encoded per segment>?X-Amz-... \
+                     (same query as the emulator's own storage URLs) instead of the emulator's own \
+                     /storage/ route, so that another server (e.g. nginx) serving the same DIR is the \
+                     storage in benchmarks. The download_uri POSTs are still counted; storage counters \
+                     and storage faults then only see requests that reach the emulator. Objects that \
+                     are not files under --docs (samples elsewhere, generated or added ones) keep \
+                     emulator storage URLs."
+    )]
+    pub storage_base: Option<String>,
+    /// Serve every regular file under DIR (recursively) as an available, private sample
+    #[arg(long, value_name = "DIR")]
+    pub samples: Option<PathBuf>,
+    /// JSON manifest of projects, tags and sample attributes: {"projects": [...], "tags": [...], "samples": [{"path" (or null: no content), "filename", "status", "visibility", "project", "tags", "null_size", "id", "created_at"}]}
+    #[arg(long, value_name = "FILE")]
+    pub samples_manifest: Option<PathBuf>,
+    /// Add N synthetic documents (no files; content computed on the fly)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub generate_documents: u64,
+    /// Add N synthetic samples in 10 generated projects with 20 generated tags
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub generate_samples: u64,
 }
 
 /// Hand-written so that `{:?}` never prints the API key.
@@ -77,6 +108,11 @@ impl EmulatorArgs {
             bandwidth: None,
             shuffle_seed: None,
             faults: Vec::new(),
+            storage_base: None,
+            samples: None,
+            samples_manifest: None,
+            generate_documents: 0,
+            generate_samples: 0,
         }
     }
 }
@@ -93,6 +129,11 @@ impl std::fmt::Debug for EmulatorArgs {
             .field("bandwidth", &self.bandwidth)
             .field("shuffle_seed", &self.shuffle_seed)
             .field("faults", &self.faults)
+            .field("storage_base", &self.storage_base)
+            .field("samples", &self.samples)
+            .field("samples_manifest", &self.samples_manifest)
+            .field("generate_documents", &self.generate_documents)
+            .field("generate_samples", &self.generate_samples)
             .finish()
     }
 }
@@ -106,6 +147,11 @@ pub enum EmulatorError {
     },
     #[error("cannot read documents directory {}: {source}", path.display())]
     Docs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read samples directory {}: {source}", path.display())]
+    Samples {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -133,6 +179,8 @@ pub(crate) struct Shared {
     latency: Duration,
     bandwidth: Option<u64>,
     base_url: String,
+    /// `--storage-base`, without a trailing slash.
+    storage_base: Option<String>,
 }
 
 /// A running emulator.
@@ -157,22 +205,30 @@ impl Emulator {
             })?;
             faults.add(fault);
         }
-        let docs = match (&args.docs, &args.manifest) {
-            (Some(dir), manifest) => {
-                let (dir, manifest) = (dir.clone(), manifest.clone());
-                tokio::task::spawn_blocking(move || store::load_dir(&dir, manifest.as_deref()))
-                    .await
-                    .map_err(|e| EmulatorError::Io {
-                        context: "scanning documents",
-                        source: std::io::Error::other(e),
-                    })??
+        let storage_base = match &args.storage_base {
+            None => None,
+            Some(_) if args.docs.is_none() => {
+                return Err(EmulatorError::Args("--storage-base needs --docs".into()));
             }
-            (None, Some(_)) => {
-                return Err(EmulatorError::Args("--manifest needs --docs".into()));
+            Some(b) if b.starts_with("http://") || b.starts_with("https://") => {
+                Some(b.trim_end_matches('/').to_owned())
             }
-            (None, None) => demo::documents(),
+            Some(b) => {
+                return Err(EmulatorError::Args(format!(
+                    "--storage-base {b:?} is not an http:// or https:// URL"
+                )));
+            }
         };
-        let store = store::Store::new(docs, args.shuffle_seed)?;
+        if args.manifest.is_some() && args.docs.is_none() {
+            return Err(EmulatorError::Args("--manifest needs --docs".into()));
+        }
+        let load = args.clone();
+        let store = tokio::task::spawn_blocking(move || load_store(&load))
+            .await
+            .map_err(|e| EmulatorError::Io {
+                context: "loading documents and samples",
+                source: std::io::Error::other(e),
+            })??;
 
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -202,6 +258,7 @@ impl Emulator {
             latency: Duration::from_millis(args.latency_ms),
             bandwidth: args.bandwidth,
             base_url: base_url.clone(),
+            storage_base,
         });
         let app = router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -213,7 +270,12 @@ impl Emulator {
             let _ = stopped.await;
         });
         let task = tokio::spawn(async move { server.await });
-        tracing::info!(url = %base_url, documents = shared.store.listing().len(), "emulator listening");
+        tracing::info!(
+            url = %base_url,
+            documents = shared.store.count(store::Kind::Document),
+            samples = shared.store.count(store::Kind::Sample),
+            "emulator listening"
+        );
         Ok(Emulator {
             base_url,
             shared,
@@ -256,6 +318,50 @@ impl Drop for Emulator {
     }
 }
 
+/// Documents, samples, projects and tags from the arguments (blocking: scans
+/// directories). The built-in demo account is used when no source is given.
+fn load_store(args: &EmulatorArgs) -> Result<store::Store, EmulatorError> {
+    let demo = args.docs.is_none()
+        && args.samples.is_none()
+        && args.samples_manifest.is_none()
+        && args.generate_documents == 0
+        && args.generate_samples == 0;
+    if demo {
+        let (samples, projects, tags) = demo::samples();
+        return store::Store::new(
+            demo::documents(),
+            samples,
+            projects,
+            tags,
+            args.shuffle_seed,
+        );
+    }
+    let mut docs = match &args.docs {
+        Some(dir) => store::load_dir(dir, args.manifest.as_deref())?,
+        None => Vec::new(),
+    };
+    let set = store::load_samples(args.samples.as_deref(), args.samples_manifest.as_deref())?;
+    let (mut samples, mut projects, mut tags) = (set.samples, set.projects, set.tags);
+    if args.generate_documents > 0 {
+        docs.extend(generate::documents(args.generate_documents));
+    }
+    if args.generate_samples > 0 {
+        let (p, t) = generate::projects_and_tags();
+        samples.extend(generate::samples(args.generate_samples, &p, &t));
+        projects.extend(p);
+        tags.extend(t);
+    }
+    if let (Some(_), Some(dir)) = (&args.storage_base, &args.docs) {
+        let root = dir.canonicalize().map_err(|source| EmulatorError::Docs {
+            path: dir.clone(),
+            source,
+        })?;
+        store::assign_storage_keys(&mut docs, &root);
+        store::assign_storage_keys(&mut samples, &root);
+    }
+    store::Store::new(docs, samples, projects, tags, args.shuffle_seed)
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(api::routes())
@@ -265,36 +371,46 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// CLI entry: prints the base URL alone on the first line of stdout, then one
-/// line per document (`id<TAB>size<TAB>filename`), and serves until SIGINT/SIGTERM.
+/// CLI entry: prints the base URL alone on the first line of stdout (flushed),
+/// then one line per document (`id<TAB>size<TAB>filename`), and serves until
+/// SIGINT/SIGTERM. Only the first line must reach the reader: the others are
+/// written from a separate thread that ignores errors, so a reader that closes
+/// stdout (`| head -1`) or stops reading never stops or blocks the emulator.
 pub async fn run(args: EmulatorArgs) -> Result<(), EmulatorError> {
     let emulator = Emulator::start(args).await?;
-    let mut out = std::io::stdout().lock();
-    let mut lines = format!("{}\n", emulator.base_url());
-    for d in emulator.shared.store.listing() {
-        // Control characters escaped: one line per document whatever the name.
-        let name: String = d
-            .filename
-            .chars()
-            .map(|c| match c.is_control() {
-                true => c.escape_default().to_string(),
-                false => c.to_string(),
-            })
-            .collect();
-        lines.push_str(&format!("{}\t{}\t{name}\n", d.id, d.size));
-    }
-    let printed = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
-    drop(out);
-    printed.map_err(|source| EmulatorError::Io {
-        context: "writing to stdout",
-        source,
-    })?;
-
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|source| EmulatorError::Io {
             context: "installing the SIGTERM handler",
             source,
         })?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", emulator.base_url())
+            .and_then(|()| out.flush())
+            .map_err(|source| EmulatorError::Io {
+                context: "writing to stdout",
+                source,
+            })?;
+    }
+    let docs = emulator.shared.store.listing(store::Kind::Document);
+    std::thread::spawn(move || {
+        let mut lines = String::new();
+        for d in docs {
+            // Control characters escaped: one line per document whatever the name.
+            let name: String = d
+                .filename
+                .chars()
+                .map(|c| match c.is_control() {
+                    true => c.escape_default().to_string(),
+                    false => c.to_string(),
+                })
+                .collect();
+            lines.push_str(&format!("{}\t{}\t{name}\n", d.id, d.size));
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(lines.as_bytes()).and_then(|()| out.flush());
+    });
+
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

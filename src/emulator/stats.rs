@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Snapshot of the emulator's counters (the JSON of `GET /_emulator/stats`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// `POST .../download_uri` per document id (any outcome).
+    /// `POST .../download_uri` per document or sample id (any outcome).
     pub posts: BTreeMap<String, u64>,
     pub posts_total: u64,
     /// Storage GETs carrying a `Range` header (any outcome).
@@ -32,6 +32,14 @@ pub struct ApiRequests {
     pub account: u64,
     pub list_documents: u64,
     pub get_document: u64,
+    #[serde(default)]
+    pub list_samples: u64,
+    #[serde(default)]
+    pub get_sample: u64,
+    #[serde(default)]
+    pub list_projects: u64,
+    #[serde(default)]
+    pub list_tags: u64,
 }
 
 /// Live counters. Hot counters are atomics; the maps sit behind a mutex.
@@ -47,6 +55,10 @@ pub(crate) struct Counters {
     account: AtomicU64,
     list_documents: AtomicU64,
     get_document: AtomicU64,
+    list_samples: AtomicU64,
+    get_sample: AtomicU64,
+    list_projects: AtomicU64,
+    list_tags: AtomicU64,
 }
 
 #[derive(Default)]
@@ -60,6 +72,10 @@ pub(crate) enum ApiRoute {
     Account,
     List,
     Get,
+    ListSamples,
+    GetSample,
+    ListProjects,
+    ListTags,
 }
 
 fn bump(c: &AtomicU64) {
@@ -77,6 +93,10 @@ impl Counters {
             ApiRoute::Account => &self.account,
             ApiRoute::List => &self.list_documents,
             ApiRoute::Get => &self.get_document,
+            ApiRoute::ListSamples => &self.list_samples,
+            ApiRoute::GetSample => &self.get_sample,
+            ApiRoute::ListProjects => &self.list_projects,
+            ApiRoute::ListTags => &self.list_tags,
         });
     }
 
@@ -123,6 +143,10 @@ impl Counters {
                 account: get(&self.account),
                 list_documents: get(&self.list_documents),
                 get_document: get(&self.get_document),
+                list_samples: get(&self.list_samples),
+                get_sample: get(&self.get_sample),
+                list_projects: get(&self.list_projects),
+                list_tags: get(&self.list_tags),
             },
             faults_injected: maps.faults.clone(),
         }
@@ -142,6 +166,10 @@ impl Counters {
             &self.account,
             &self.list_documents,
             &self.get_document,
+            &self.list_samples,
+            &self.get_sample,
+            &self.list_projects,
+            &self.list_tags,
         ] {
             c.store(0, Ordering::Relaxed);
         }

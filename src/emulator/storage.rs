@@ -81,13 +81,27 @@ impl Signer {
         sig
     }
 
-    pub fn presign(&self, origin: &str, doc: &Document, ttl: u64) -> String {
+    /// `{origin}/storage/{id}/{name}?X-Amz-...`, or with a storage base and
+    /// an object under `--docs`, `{base}/{relative path}?X-Amz-...`.
+    pub fn presign(
+        &self,
+        origin: &str,
+        storage_base: Option<&str>,
+        doc: &Document,
+        ttl: u64,
+    ) -> String {
         let serial = self.next_serial.fetch_add(1, Ordering::SeqCst);
         let expires = unix_now().saturating_add(ttl);
+        let location = match (storage_base, &doc.storage_key) {
+            (Some(base), Some(key)) => format!("{base}/{key}"),
+            _ => format!(
+                "{origin}/storage/{}/{}",
+                doc.id,
+                percent_encode(&doc.filename)
+            ),
+        };
         format!(
-            "{origin}/storage/{}/{}?X-Amz-Expires={expires}&X-Amz-Serial={serial}&X-Amz-Signature={}",
-            doc.id,
-            percent_encode(&doc.filename),
+            "{location}?X-Amz-Expires={expires}&X-Amz-Serial={serial}&X-Amz-Signature={}",
             self.sign(&doc.id, expires, serial)
         )
     }

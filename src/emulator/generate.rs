@@ -1,0 +1,205 @@
+//! Generated accounts for scale tests (`--generate-documents N`,
+//! `--generate-samples N`): deterministic ids, names, sizes, projects, tags and
+//! statuses, with content computed from (seed, offset) so no object costs RAM.
+
+use std::time::{Duration, SystemTime};
+
+use super::store::{
+    Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id, splitmix64,
+};
+
+/// Procedural content: byte `i` is byte `i % 8` of a hash of (seed, i / 8).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Procedural {
+    pub seed: u64,
+    pub size: u64,
+}
+
+impl Procedural {
+    fn word(&self, n: u64) -> u64 {
+        let mut state = self.seed ^ n.wrapping_mul(0xd6e8_feb8_6659_fd93);
+        splitmix64(&mut state)
+    }
+
+    /// `len` bytes at `offset`, cut at the end of the object.
+    pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
+        let end = offset.saturating_add(len as u64).min(self.size);
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let word = self.word(pos / 8).to_le_bytes();
+            let within = (pos % 8) as usize;
+            let take = (8 - within).min((end - pos) as usize);
+            out.extend_from_slice(&word[within..within + take]);
+            pos += take as u64;
+        }
+        out
+    }
+}
+
+const PROJECTS: usize = 10;
+const TAG_NAMES: [&str; 20] = [
+    "isolate",
+    "WGS",
+    "16S",
+    "amplicon",
+    "raw reads",
+    "pathogen",
+    "outbreak",
+    "neg. control",
+    "pos. control",
+    "environmental",
+    "microbiome",
+    "clinical",
+    "food",
+    "facility",
+    "E. coli",
+    "S. enterica",
+    "L. monocytogenes",
+    "Röö's batch",
+    "long-read",
+    "novel",
+];
+
+/// 2023-01-01T00:00:00Z; generated objects are one minute apart from here.
+const BASE_SECS: u64 = 1_672_531_200;
+
+/// About 1 in 20 objects reuses the previous one's name number.
+fn name_number(i: u64) -> u64 {
+    if i % 20 == 19 { i - 1 } else { i }
+}
+
+fn object(dom: u64, kind: &str, i: u64, filename: String) -> Document {
+    let id = domain_id(dom, format!("generated/{kind}/{i}").as_bytes());
+    let mut h = Fnv::new();
+    h.write(id.as_bytes());
+    let mut state = h.finish();
+    let size = 1024 + splitmix64(&mut state) % (1024 * 1024 - 1024 + 1);
+    let seed = splitmix64(&mut state);
+    let created = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(BASE_SECS + i * 60)
+        + Duration::from_micros(i * 7919 % 1_000_000);
+    Document::new(
+        id,
+        filename,
+        size,
+        created,
+        Source::Generated(Procedural { seed, size }),
+        seed ^ 0x0e7a,
+    )
+}
+
+/// `n` synthetic documents: `report_00042.pdf`, `summary_00043.csv`, ...
+pub(crate) fn documents(n: u64) -> Vec<Document> {
+    (0..n)
+        .map(|i| {
+            let k = name_number(i);
+            let name = match k % 4 {
+                0 | 1 => format!("report_{k:05}.pdf"),
+                2 => format!("summary_{k:05}.csv"),
+                _ => format!("notes_{k:05}.txt"),
+            };
+            object(domain::GENERATED_DOCUMENT, "documents", i, name)
+        })
+        .collect()
+}
+
+/// The generated projects and tags (only present with generated samples).
+pub(crate) fn projects_and_tags() -> (Vec<Project>, Vec<Tag>) {
+    let projects = (0..PROJECTS)
+        .map(|k| Project {
+            id: domain_id(domain::PROJECT, format!("generated/{k}").as_bytes()),
+            name: Some(format!("Generated project {k:02}")),
+            project_name: Some(format!("gen_project_{k:02}")),
+        })
+        .collect();
+    let tags = TAG_NAMES
+        .iter()
+        .map(|name| Tag {
+            id: domain_id(domain::TAG, format!("generated/{name}").as_bytes()),
+            name: (*name).to_owned(),
+        })
+        .collect();
+    (projects, tags)
+}
+
+/// `n` synthetic samples (`sample_00042_R1.fastq.gz`, `_R2`...), round-robin
+/// over the projects, 0-3 tags each, about 2% still `importing`.
+pub(crate) fn samples(n: u64, projects: &[Project], tags: &[Tag]) -> Vec<Document> {
+    (0..n)
+        .map(|i| {
+            let k = name_number(i);
+            let name = format!("sample_{:05}_R{}.fastq.gz", k / 2, k % 2 + 1);
+            let mut d = object(domain::GENERATED_SAMPLE, "samples", i, name);
+            let mut state = i ^ 0x5a3b_1e5e;
+            let mut info = SampleInfo::new();
+            info.project = projects
+                .get(i as usize % projects.len().max(1))
+                .map(|p| p.id.clone());
+            let want = (splitmix64(&mut state) % 4) as usize;
+            while info.tags.len() < want.min(tags.len()) {
+                let t = &tags[(splitmix64(&mut state) % tags.len() as u64) as usize];
+                if !info.tags.contains(&t.id) {
+                    info.tags.push(t.id.clone());
+                }
+            }
+            if splitmix64(&mut state) % 50 == 0 {
+                info.status = "importing".into();
+            }
+            d.sample = Some(info);
+            d
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procedural_reads_agree_at_any_offset() {
+        let p = Procedural {
+            seed: 9,
+            size: 1000,
+        };
+        let all = p.read(0, 1000);
+        assert_eq!(all.len(), 1000);
+        for (off, len) in [(0, 1), (3, 17), (7, 9), (999, 1), (990, 100)] {
+            let got = p.read(off, len);
+            let end = (off as usize + len).min(1000);
+            assert_eq!(got, all[off as usize..end]);
+        }
+        assert_ne!(
+            all,
+            Procedural {
+                seed: 10,
+                size: 1000
+            }
+            .read(0, 1000)
+        );
+    }
+
+    #[test]
+    fn generated_objects_are_deterministic() {
+        let (projects, tags) = projects_and_tags();
+        let a = samples(500, &projects, &tags);
+        let b = samples(500, &projects, &tags);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!((&x.id, &x.filename, x.size), (&y.id, &y.filename, y.size));
+            assert!((1024..=1024 * 1024).contains(&x.size));
+        }
+        let importing = a
+            .iter()
+            .filter(|d| d.sample.as_ref().unwrap().status == "importing")
+            .count();
+        assert!((1..=30).contains(&importing), "{importing}");
+        let mut names: Vec<&str> = a.iter().map(|d| d.filename.as_str()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 500 - 25);
+        let docs = documents(40);
+        assert_eq!(docs[0].filename, "report_00000.pdf");
+        assert_eq!(docs[19].filename, docs[18].filename);
+        assert!(docs.iter().all(|d| a.iter().all(|s| s.id != d.id)));
+    }
+}
