@@ -409,7 +409,7 @@ impl Reader {
     /// Download the job's blocks, resuming after transient failures and
     /// refreshing the URL (twice at most) when storage says it expired.
     async fn run_job(&self, state: &ObjectState, job: &Job) -> Result<()> {
-        if self.from_disk(state, job).await {
+        if self.serve_from_disk(state, job).await {
             return Ok(());
         }
         let mut url = self.presign.get(&state.object).await?;
@@ -513,7 +513,7 @@ impl Reader {
 
     /// Serve the job's leading blocks from the disk cache; true when it
     /// had them all.
-    async fn from_disk(&self, state: &ObjectState, job: &Job) -> bool {
+    async fn serve_from_disk(&self, state: &ObjectState, job: &Job) -> bool {
         let (Some(disk), Some(etag), Some(size)) = (&self.disk, state.etag(), state.size()) else {
             return false;
         };
