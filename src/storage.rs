@@ -306,6 +306,24 @@ mod tests {
         assert_eq!(parse_content_range("bytes x-1/2"), None);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn header_parsers_never_panic(v in ".*", xml in ".*") {
+            let _ = parse_content_range(&v);
+            let _ = s3_error(&xml);
+        }
+
+        #[test]
+        fn content_range_round_trips(first in 0u64..1 << 50, len in 1u64..1 << 30, extra in 0u64..1 << 30) {
+            let last = first + len - 1;
+            let total = last + 1 + extra;
+            proptest::prop_assert_eq!(
+                parse_content_range(&format!("bytes {first}-{last}/{total}")),
+                Some(ContentRange::Bytes { first, last, total: Some(total) })
+            );
+        }
+    }
+
     #[test]
     fn s3_error_bodies() {
         let xml = r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message><Expires>2026</Expires></Error>"#;

@@ -126,6 +126,18 @@ mod tests {
         assert!(check_same_origin(&cur, &evil).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn link_parsing_never_panics(v in ".*") {
+            let _ = parse_next(&v);
+            let mut h = HeaderMap::new();
+            if let Ok(value) = v.parse() {
+                h.insert("link", value);
+                let _ = next_link(&h, &Url::parse("http://h/x").unwrap());
+            }
+        }
+    }
+
     #[test]
     fn replaces_the_page_number() {
         let u = Url::parse("http://h/p?per_page=1000&page=1").unwrap();
