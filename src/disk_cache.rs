@@ -11,8 +11,6 @@
 //! `meta.json` lets a remount open and read a cached file with neither a
 //! POST nor a GET.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -22,6 +20,7 @@ use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
 use crate::api::ObjectId;
+use crate::private_file;
 
 /// `OCXB`, version 1: magic, length and CRC32 of the data.
 const MAGIC: &[u8; 4] = b"OCXB";
@@ -57,40 +56,12 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-fn private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
-
-/// Write `data` to `path` atomically with mode 0600.
-fn write_private(path: &Path, data: &[&[u8]]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        for part in data {
-            f.write_all(part)?;
-        }
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 impl DiskCache {
     /// Open the cache in `dir`, indexing what earlier mounts left (oldest
     /// modification first), and trimming it to `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<DiskCache> {
         let root = dir.join("v1");
-        private_dir(&root)?;
+        private_file::create_dir(&root)?;
         let mut found: Vec<(std::time::SystemTime, PathBuf, u64)> = Vec::new();
         for object in std::fs::read_dir(&root)?.flatten() {
             for version in std::fs::read_dir(object.path())
@@ -154,8 +125,8 @@ impl DiskCache {
     pub fn put_meta(&self, object: &ObjectId, meta: &Meta) {
         let dir = self.object_dir(object);
         let json = serde_json::to_vec(meta).expect("meta serializes");
-        if let Err(e) =
-            private_dir(&dir).and_then(|()| write_private(&dir.join("meta.json"), &[&json]))
+        if let Err(e) = private_file::create_dir(&dir)
+            .and_then(|()| private_file::write_atomic(&dir.join("meta.json"), &[&json]))
         {
             self.stats.write_failures.fetch_add(1, Relaxed);
             tracing::debug!(%object, "disk cache: cannot write meta: {e}");
@@ -217,8 +188,8 @@ impl DiskCache {
         header[12..16].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
         let written = path
             .parent()
-            .map_or(Ok(()), private_dir)
-            .and_then(|()| write_private(&path, &[&header, data]));
+            .map_or(Ok(()), private_file::create_dir)
+            .and_then(|()| private_file::write_atomic(&path, &[&header, data]));
         match written {
             Ok(()) => {
                 let len = (HEADER + data.len()) as u64;

@@ -13,6 +13,7 @@ pub mod mount;
 pub mod names;
 pub mod prefetch;
 pub mod presign;
+pub mod private_file;
 pub mod reader;
 pub mod stats;
 pub mod storage;

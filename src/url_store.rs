@@ -4,13 +4,13 @@
 //! URL. The file holds secrets (signed URLs): nothing else may read it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::private_file;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
@@ -67,10 +67,7 @@ impl UrlStore {
     /// Open (or start) the store for this API base and account in `dir`.
     /// An unreadable or corrupt file is set aside: it only costs POSTs.
     pub fn open(dir: &Path, api_base: &str, account: &str) -> std::io::Result<UrlStore> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        private_file::create_dir(dir)?;
         let path = dir.join(format!("{}.json", key(api_base, account)));
         let mut file = std::fs::read(&path)
             .ok()
@@ -130,20 +127,9 @@ impl UrlStore {
         }
     }
 
-    /// Write atomically: a 0600 temporary file, then rename.
     fn write(&self, file: &File) -> std::io::Result<()> {
-        let tmp = self
-            .path
-            .with_extension(format!("tmp.{}", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&serde_json::to_vec(file).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+        let json = serde_json::to_vec(file).map_err(std::io::Error::other)?;
+        private_file::write_atomic(&self.path, &[&json])
     }
 }
 

@@ -232,17 +232,12 @@ fn a_killed_daemon_leaves_a_dead_mount_that_the_next_mount_clears() {
         libc::ENOTCONN,
         "a dead mount"
     );
-    let out = Command::new(bin())
-        .arg("mount")
-        .arg(&m.dir)
-        .args(["--api-base", &s.emu.url, "--api-key", KEY])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new(bin()).arg("mount").arg(&m.dir).args([
+        "--api-base",
+        &s.emu.url,
+        "--api-key",
+        KEY,
+    ]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("stale mount"));
     assert!(std::fs::read(docs.join("data.bin")).unwrap() == s.data);
     let un = Command::new(bin())

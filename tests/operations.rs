@@ -11,6 +11,29 @@ use common::*;
 
 const MIB: usize = 1024 * 1024;
 
+/// A temporary directory with two documents, their emulator, and an
+/// empty mount point.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    data: Vec<Vec<u8>>,
+    emu: EmulatorProc,
+    mnt: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = docs(&tmp.path().join("docs"));
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    Fixture {
+        tmp,
+        data,
+        emu,
+        mnt,
+    }
+}
+
 fn docs(dir: &Path) -> Vec<Vec<u8>> {
     let a = pattern(3 * MIB + 5, 1);
     let b = pattern(700_000, 2);
@@ -22,32 +45,28 @@ fn docs(dir: &Path) -> Vec<Vec<u8>> {
 #[test]
 fn the_mount_helper_takes_mount_options() {
     require_fuse();
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let Fixture {
+        tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let key = tmp.path().join("key");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let helper = tmp.path().join("mount.fuse.ocxfs");
     std::os::unix::fs::symlink(bin(), &helper).unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     let opts = format!(
         "api_base={},api_key_file={},_netdev,nosuid,listing_ttl=5,log_file={}",
         emu.url,
         key.display(),
         tmp.path().join("log").display()
     );
-    let out = Command::new(&helper)
-        .args(["none", mnt.to_str().unwrap(), "-o", &opts])
-        .env_remove("ONE_CODEX_API_KEY")
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(&helper)
+            .args(["none", mnt.to_str().unwrap(), "-o", &opts])
+            .env_remove("ONE_CODEX_API_KEY")
+            .env("XDG_STATE_HOME", tmp.path().join("state")),
     );
     let mounted = is_mounted(&mnt);
     let read = std::fs::read(mnt.join("documents/b.csv"));
@@ -92,13 +111,14 @@ fn mount_dash_t_fuse_ocxfs_works_through_the_installed_helper() {
         }
     }
     let _remove = Remove(ours);
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let Fixture {
+        tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let key = tmp.path().join("key");
     std::fs::write(&key, KEY).unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     let status = Command::new("mount")
         .args(["-t", "fuse.ocxfs", "none", mnt.to_str().unwrap(), "-o"])
         .arg(format!(
@@ -118,11 +138,12 @@ fn mount_dash_t_fuse_ocxfs_works_through_the_installed_helper() {
 
 #[test]
 fn a_remount_within_the_url_lifetime_makes_no_post() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let Fixture {
+        tmp: _tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let read_all = |m: &MountProc| {
         assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
         assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
@@ -164,26 +185,18 @@ fn a_remount_within_the_url_lifetime_makes_no_post() {
 
 #[test]
 fn stats_json_matches_the_emulator_counters() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let Fixture {
+        tmp: _tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let m = MountProc::start(&emu, &mnt, &[]);
     for _ in 0..3 {
         assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
     }
     assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
-    let out = Command::new(bin())
-        .args(["stats", "--json"])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new(bin()).args(["stats", "--json"]).arg(&mnt));
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let theirs = emu.stats();
     assert_eq!(ours["posts"], theirs["posts_total"]);
@@ -215,16 +228,12 @@ fn stats_json_matches_the_emulator_counters() {
 #[test]
 fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     require_fuse();
-    let tmp = tempfile::tempdir().unwrap();
-    docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let Fixture { tmp, emu, mnt, .. } = fixture();
     let socket_path = tmp.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     let mut child = Command::new(bin())
         .arg("mount")
         .arg(&mnt)
@@ -268,26 +277,18 @@ fn file_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64, u32)> {
 }
 
 fn stats_json(mnt: &Path) -> serde_json::Value {
-    let out = Command::new(bin())
-        .args(["stats", "--json"])
-        .arg(mnt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new(bin()).args(["stats", "--json"]).arg(mnt));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn the_disk_cache_serves_a_remount_with_no_post_and_no_get() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let Fixture {
+        tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let cache = tmp.path().join("cache");
     // Without kept URLs, so that only the disk cache can spare the POSTs.
     let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
@@ -321,11 +322,12 @@ fn the_disk_cache_serves_a_remount_with_no_post_and_no_get() {
 
 #[test]
 fn a_damaged_disk_block_is_detected_and_fetched_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let Fixture {
+        tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let cache = tmp.path().join("cache");
     let args = ["--cache-dir", cache.to_str().unwrap()];
     {
@@ -357,11 +359,12 @@ fn a_damaged_disk_block_is_detected_and_fetched_again() {
 
 #[test]
 fn the_disk_cache_stays_under_its_limit() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let Fixture {
+        tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let cache = tmp.path().join("cache");
     let limit = 1024 * 1024;
     let m = MountProc::start(
@@ -391,11 +394,12 @@ fn the_disk_cache_stays_under_its_limit() {
 
 #[test]
 fn prefetch_says_what_it_will_post_then_fills_the_disk_cache() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = docs(&tmp.path().join("docs"));
-    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let Fixture {
+        tmp,
+        data,
+        emu,
+        mnt,
+    } = fixture();
     let cache = tmp.path().join("cache");
     let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
     {

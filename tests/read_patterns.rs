@@ -45,17 +45,6 @@ impl Setup {
     }
 }
 
-/// A small deterministic generator for offsets and lengths.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 fn check_read(f: &std::fs::File, data: &[u8], offset: usize, len: usize) {
     let mut buf = vec![0; len];
     let n = f.read_at(&mut buf, offset as u64).unwrap();

@@ -161,16 +161,7 @@ fn samples_appear_in_every_view_and_read_once_through_all_paths() {
 fn extended_attributes_describe_the_file_without_a_post() {
     let a = account(&[]);
     let file = a.mount.dir.join("samples/gut.fastq.gz");
-    let out = Command::new("getfattr")
-        .args(["-d", "-m", "-"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new("getfattr").args(["-d", "-m", "-"]).arg(&file));
     let text = String::from_utf8_lossy(&out.stdout);
     let id = sample_id(&a.emu, "gut.fastq.gz");
     for want in [

@@ -53,16 +53,6 @@ fn errno_name(e: &std::io::Error) -> String {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 fn reader(
     id: usize,
     files: Vec<std::path::PathBuf>,
