@@ -555,7 +555,9 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
 
     let options = vec![
         MountOption::FSName("ocxfs".into()),
-        MountOption::Subtype("ocxfs".into()),
+        // A kernel option, so that `/proc/mounts` says `fuse.ocxfs` (and
+        // `findmnt -t fuse.ocxfs` finds it) also when root mounts directly.
+        MountOption::CUSTOM("subtype=ocxfs".into()),
         MountOption::RO,
         MountOption::NoDev,
         MountOption::NoSuid,
