@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+
 use crate::api::{ApiClient, ObjectId};
 use crate::catalog::{Catalog, FileInfo, Node};
 use crate::error::{Error, Result};
 use crate::metrics::{DiskCacheStats, Memory, Snapshot};
-use crate::reader::{ObjectState, OpenFile, Reader};
+use crate::reader::{ObjectState, OpenFile, ReadData, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -72,7 +74,7 @@ pub struct OcxFs {
     objects: Mutex<HashMap<u64, Arc<ObjectState>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Contents of open daemon-generated files (stats), by handle.
-    generated: Mutex<HashMap<u64, Arc<Vec<u8>>>>,
+    generated: Mutex<HashMap<u64, Bytes>>,
     next_fh: AtomicU64,
 }
 
@@ -280,7 +282,7 @@ impl OcxFs {
             self.generated
                 .lock()
                 .expect("generated lock poisoned")
-                .insert(fh, Arc::new(json));
+                .insert(fh, Bytes::from(json));
             return Ok(Opened {
                 fh,
                 direct_io: true,
@@ -325,7 +327,7 @@ impl OcxFs {
         })
     }
 
-    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<ReadData> {
         if let Some(bytes) = self
             .generated
             .lock()
@@ -334,7 +336,7 @@ impl OcxFs {
         {
             let start = (offset as usize).min(bytes.len());
             let end = (start + size as usize).min(bytes.len());
-            return Ok(bytes[start..end].to_vec());
+            return Ok(ReadData(vec![bytes.slice(start..end)]));
         }
         let file = self
             .handles

@@ -205,7 +205,7 @@ impl Filesystem for FuseAdapter {
         let fs = self.fs.clone();
         self.rt.spawn(async move {
             match fs.read(fh.0, offset, size).await {
-                Ok(data) => reply.data(&data),
+                Ok(data) => data.with_slice(|bytes| reply.data(bytes)),
                 Err(e) => reply.error(errno(&e)),
             }
         });

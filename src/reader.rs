@@ -61,6 +61,44 @@ impl RetryPolicy {
     }
 }
 
+/// The bytes of one read, as slices of cached blocks: nothing is copied
+/// until the reply is written.
+#[derive(Debug, Default)]
+pub struct ReadData(pub Vec<Bytes>);
+
+thread_local! {
+    /// Where a read spanning several blocks is gathered for its reply,
+    /// reused so that each read does not fault in fresh pages.
+    static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ReadData {
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hand the bytes to `f` as one slice: as they are when they are one
+    /// piece, else gathered in this thread's reusable buffer.
+    pub fn with_slice<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self.0.as_slice() {
+            [] => f(&[]),
+            [one] => f(one),
+            parts => GATHER.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.clear();
+                for p in parts {
+                    buf.extend_from_slice(p);
+                }
+                f(&buf)
+            }),
+        }
+    }
+}
+
 /// One version of one object, shared by all its open handles.
 pub struct ObjectState {
     pub object: ObjectId,
@@ -248,7 +286,12 @@ impl Reader {
     }
 
     /// Bytes `[offset, offset + len)` of the file, short only at its end.
-    pub async fn read(self: &Arc<Self>, file: &OpenFile, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub async fn read(
+        self: &Arc<Self>,
+        file: &OpenFile,
+        offset: u64,
+        len: u64,
+    ) -> Result<ReadData> {
         let state = &file.object;
         tracing::trace!(object = %state.object, offset, len, "read");
         if state.is_stale() {
@@ -261,7 +304,7 @@ impl Reader {
             .size()
             .ok_or_else(|| Error::InvalidResponse("size unknown after open".into()))?;
         if offset >= size || len == 0 {
-            return Ok(Vec::new());
+            return Ok(ReadData::default());
         }
         let end = (offset + len).min(size);
         let blocks = offset / BLOCK_SIZE..end.div_ceil(BLOCK_SIZE);
@@ -285,9 +328,15 @@ impl Reader {
         if let Some(ahead) = plan.ahead {
             self.start_readahead(file, ahead);
         }
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for index in blocks {
-            let block = self.block(state, index).await?;
+        // Wait for the last block first: downloads complete in order, so the
+        // earlier blocks are then ready too, and the read wakes up once per
+        // download rather than once per block.
+        let mut fetched = Vec::with_capacity((blocks.end - blocks.start) as usize);
+        for index in blocks.clone().rev() {
+            fetched.push(self.block(state, index).await?);
+        }
+        let mut parts = Vec::with_capacity(fetched.len());
+        for (index, block) in blocks.zip(fetched.into_iter().rev()) {
             let block_start = index * BLOCK_SIZE;
             let from = offset.max(block_start) - block_start;
             let to = (end - block_start).min(block.len() as u64);
@@ -296,10 +345,11 @@ impl Reader {
                     "block {index} is shorter than the object"
                 )));
             }
-            out.extend_from_slice(&block[from as usize..to as usize]);
+            parts.push(block.slice(from as usize..to as usize));
         }
-        Metrics::add(&self.metrics.bytes_served, out.len() as u64);
-        Ok(out)
+        let data = ReadData(parts);
+        Metrics::add(&self.metrics.bytes_served, data.len() as u64);
+        Ok(data)
     }
 
     /// One block, from the cache, from the job fetching it, or fetched now.
