@@ -45,7 +45,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="/tmp/ocxfs-bench", help="data, configs, logs, mounts (default %(default)s)")
-    p.add_argument("--json", help="result file (default WORKDIR/bench.json, WORKDIR/bench-quick.json with --quick)")
+    p.add_argument("--json", help="result file (default WORKDIR/bench.json, WORKDIR/bench-quick.json with --quick); "
+                                  "a previous one is renamed NAME-YYYYmmdd-HHMMSS.json")
     p.add_argument("--runs", type=int, help="runs per (workload, system); median reported (default 3, 1 with --quick)")
     p.add_argument("--cap", type=float, help="time limit of one measured run, seconds (default 30, 10 with --quick)")
     p.add_argument("--only", help="workloads, comma-separated: " + ",".join(W.ALL_WORKLOADS))
@@ -126,6 +127,7 @@ class Ctx:
         self.ocxfs = None
         self.binaries, self.tools = [], []
         self.ocxfs_has_max_memory = True
+        self.json_kept = False
 
     def note(self, msg):
         log("NOTE: " + msg)
@@ -484,6 +486,12 @@ def write_json(ctx, final=False):
         "ratio": "speed relative to the row's reference: median/ref for rates, ref/median for times; >1 is faster",
         "rows": sorted_rows(ctx),
     }
+    if not ctx.json_kept and os.path.exists(ctx.json_path):
+        # keep the previous run's results: bench.json -> bench-YYYYmmdd-HHMMSS.json
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(ctx.json_path)))
+        root, ext = os.path.splitext(ctx.json_path)
+        os.replace(ctx.json_path, f"{root}-{stamp}{ext}")
+    ctx.json_kept = True
     tmp = ctx.json_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f, indent=1)

@@ -48,7 +48,8 @@ http {{
     log_format bench '$msec $status $body_bytes_sent $request_length "$request" "$http_range" $connection';
     access_log {self.access_log} bench;
     sendfile on;
-    tcp_nopush on;
+    # no tcp_nopush: on loopback it cut curl's reads of big.bin from ~1,800
+    # to ~1,200 MiB/s here
     tcp_nodelay on;
     keepalive_timeout 300s;
     keepalive_requests 10000000;

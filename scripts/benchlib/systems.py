@@ -8,10 +8,9 @@ if the mount is still there, then SIGKILL.
 import os
 import shutil
 import signal
+import time
 
 from .util import force_unmount, is_mounted, log, now, proc_status, tail
-
-import time
 
 
 class MountError(Exception):

@@ -8,11 +8,10 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 
 from .servers import EmuCounter, Emulator
-from .systems import Httpdirfs, MountError, Ocxfs, Rclone
+from .systems import Httpdirfs, Ocxfs, Rclone
 from .util import MiB, drop_caches, log, median, now, warm_files
 
 READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reader.py")
