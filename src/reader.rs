@@ -359,7 +359,8 @@ impl Reader {
             index,
         };
         // A hit is a block ready in memory; waiting for its download is a miss.
-        let hit = matches!(self.cache.slot(key), Slot::Ready(_));
+        let mut slot = self.cache.slot(key);
+        let hit = matches!(slot, Slot::Ready(_));
         Metrics::add(
             if hit {
                 &self.metrics.block_hits
@@ -371,10 +372,10 @@ impl Reader {
         // A block whose download another handle cancelled is claimed again;
         // the bound only guards against a livelock.
         for _ in 0..16 {
-            match self.cache.slot(key) {
+            match slot {
                 Slot::Ready(b) => return Ok(b),
                 Slot::Pending(job) => match job.block(index).await {
-                    Err(Error::Cancelled) => continue,
+                    Err(Error::Cancelled) => {}
                     other => return other,
                 },
                 Slot::Absent => {
@@ -387,6 +388,7 @@ impl Reader {
                     }
                 }
             }
+            slot = self.cache.slot(key);
         }
         Err(Error::Cancelled)
     }
