@@ -73,17 +73,20 @@ pub struct OcxFs {
     /// Per-inode object state, shared by all handles of a file.
     objects: Mutex<HashMap<u64, Arc<ObjectState>>>,
     handles: Mutex<HashMap<u64, Handle>>,
-    /// Contents of open daemon-generated files (stats), by handle.
-    generated: Mutex<HashMap<u64, Bytes>>,
     next_fh: AtomicU64,
 }
 
-/// An open file: its reader state, and what it was when opened (it stays
-/// readable if deleted upstream meanwhile).
-struct Handle {
-    file: Arc<OpenFile>,
-    ino: u64,
-    info: Arc<FileInfo>,
+/// An open file.
+enum Handle {
+    /// A One Codex object: its reader state, and what it was when opened
+    /// (it stays readable if deleted upstream meanwhile).
+    Object {
+        file: Arc<OpenFile>,
+        ino: u64,
+        info: Arc<FileInfo>,
+    },
+    /// A daemon-generated file (stats): its contents as of the open.
+    Generated(Bytes),
 }
 
 /// Runtime state, not listing data: may reading the file POST now?
@@ -120,7 +123,6 @@ impl OcxFs {
             mounted_at: SystemTime::now(),
             objects: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
-            generated: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
         }
     }
@@ -153,8 +155,12 @@ impl OcxFs {
             // Deleted upstream but still open: it keeps its attributes
             // until the last handle closes.
             let handles = self.handles.lock().expect("handles lock poisoned");
-            return match handles.values().find(|h| h.ino == ino) {
-                Some(h) => Ok(self.file_attr(&h.info, base)),
+            let open = handles.values().find_map(|h| match h {
+                Handle::Object { ino: i, info, .. } if *i == ino => Some(info),
+                _ => None,
+            });
+            return match open {
+                Some(info) => Ok(self.file_attr(info, base)),
                 None => Err(Error::NotFound(format!("inode {ino}"))),
             };
         };
@@ -279,10 +285,10 @@ impl OcxFs {
         if matches!(self.catalog().node(ino), Some(Node::Stats)) {
             let json = serde_json::to_vec_pretty(&self.stats()).expect("stats serialize");
             let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-            self.generated
+            self.handles
                 .lock()
-                .expect("generated lock poisoned")
-                .insert(fh, Bytes::from(json));
+                .expect("handles lock poisoned")
+                .insert(fh, Handle::Generated(Bytes::from(json)));
             return Ok(Opened {
                 fh,
                 direct_io: true,
@@ -311,7 +317,7 @@ impl OcxFs {
         let object = info.object.clone();
         let file = self.deadline(self.reader.open(state), &object).await?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let handle = Handle {
+        let handle = Handle::Object {
             file: Arc::new(file),
             ino,
             info: info.clone(),
@@ -328,23 +334,16 @@ impl OcxFs {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<ReadData> {
-        if let Some(bytes) = self
-            .generated
-            .lock()
-            .expect("generated lock poisoned")
-            .get(&fh)
-        {
-            let start = (offset as usize).min(bytes.len());
-            let end = (start + size as usize).min(bytes.len());
-            return Ok(ReadData(vec![bytes.slice(start..end)]));
-        }
-        let file = self
-            .handles
-            .lock()
-            .expect("handles lock poisoned")
-            .get(&fh)
-            .map(|h| h.file.clone())
-            .ok_or_else(|| Error::InvalidResponse(format!("unknown file handle {fh}")))?;
+        // One lookup per read: the handle says what kind of file it is.
+        let file = match self.handles.lock().expect("handles lock poisoned").get(&fh) {
+            Some(Handle::Object { file, .. }) => file.clone(),
+            Some(Handle::Generated(bytes)) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = (start + size as usize).min(bytes.len());
+                return Ok(ReadData(vec![bytes.slice(start..end)]));
+            }
+            None => return Err(Error::InvalidResponse(format!("unknown file handle {fh}"))),
+        };
         let read = self.reader.read(&file, offset, u64::from(size));
         self.deadline(read, &file.object.object).await
     }
@@ -397,10 +396,6 @@ impl OcxFs {
     }
 
     pub fn release(&self, fh: u64) {
-        self.generated
-            .lock()
-            .expect("generated lock poisoned")
-            .remove(&fh);
         self.handles
             .lock()
             .expect("handles lock poisoned")

@@ -51,6 +51,21 @@ pub(crate) fn error(status: StatusCode, message: &str, retry_after: Option<u64>)
     resp
 }
 
+/// Count a call to an API route, then answer with an injected error if a
+/// fault fires for it.
+fn enter(shared: &Shared, counter: ApiRoute, route: Route, id: Option<&str>) -> Option<Response> {
+    shared.stats.api(counter);
+    injected_fault(shared, route, id)
+}
+
+/// The injected error for this route, if a fault fires.
+fn injected_fault(shared: &Shared, route: Route, id: Option<&str>) -> Option<Response> {
+    shared
+        .faults
+        .api(route, id, &shared.stats)
+        .map(|(status, retry_after)| injected(status, retry_after))
+}
+
 fn injected(status: u16, retry_after: Option<u64>) -> Response {
     let message = match status {
         401 => "Not logged in",
@@ -253,9 +268,8 @@ impl<'a> DocumentJson<'a> {
 }
 
 async fn account(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    shared.stats.api(ApiRoute::Account);
-    if let Some((s, r)) = shared.faults.api(Route::Account, None, &shared.stats) {
-        return injected(s, r);
+    if let Some(fault) = enter(&shared, ApiRoute::Account, Route::Account, None) {
+        return fault;
     }
     if !authorized(&headers, &shared.api_key) {
         return not_logged_in();
@@ -451,9 +465,8 @@ async fn list_documents(
     headers: HeaderMap,
     query: QueryResult,
 ) -> Response {
-    shared.stats.api(ApiRoute::List);
-    if let Some((s, r)) = shared.faults.api(Route::List, None, &shared.stats) {
-        return injected(s, r);
+    if let Some(fault) = enter(&shared, ApiRoute::List, Route::List, None) {
+        return fault;
     }
     list_objects(
         &shared,
@@ -479,9 +492,8 @@ async fn list_samples(
     headers: HeaderMap,
     query: QueryResult,
 ) -> Response {
-    shared.stats.api(ApiRoute::ListSamples);
-    if let Some((s, r)) = shared.faults.api(Route::ListSamples, None, &shared.stats) {
-        return injected(s, r);
+    if let Some(fault) = enter(&shared, ApiRoute::ListSamples, Route::ListSamples, None) {
+        return fault;
     }
     list_objects(
         &shared,
@@ -499,9 +511,8 @@ async fn list_projects(
     headers: HeaderMap,
     query: QueryResult,
 ) -> Response {
-    shared.stats.api(ApiRoute::ListProjects);
-    if let Some((s, r)) = shared.faults.api(Route::ListProjects, None, &shared.stats) {
-        return injected(s, r);
+    if let Some(fault) = enter(&shared, ApiRoute::ListProjects, Route::ListProjects, None) {
+        return fault;
     }
     let all = shared.store.projects();
     list_fixed(
@@ -519,9 +530,8 @@ async fn list_tags(
     headers: HeaderMap,
     query: QueryResult,
 ) -> Response {
-    shared.stats.api(ApiRoute::ListTags);
-    if let Some((s, r)) = shared.faults.api(Route::ListTags, None, &shared.stats) {
-        return injected(s, r);
+    if let Some(fault) = enter(&shared, ApiRoute::ListTags, Route::ListTags, None) {
+        return fault;
     }
     list_fixed(
         &shared,
@@ -562,9 +572,8 @@ async fn get_document(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    shared.stats.api(ApiRoute::Get);
-    if let Some((s, r)) = shared.faults.api(Route::Get, Some(&id), &shared.stats) {
-        return injected(s, r);
+    if let Some(fault) = enter(&shared, ApiRoute::Get, Route::Get, Some(&id)) {
+        return fault;
     }
     // Without a key a private document looks missing, as on the real API.
     match shared.store.get_kind(Kind::Document, &id) {
@@ -580,12 +589,8 @@ async fn get_sample(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    shared.stats.api(ApiRoute::GetSample);
-    if let Some((s, r)) = shared
-        .faults
-        .api(Route::GetSample, Some(&id), &shared.stats)
-    {
-        return injected(s, r);
+    if let Some(fault) = enter(&shared, ApiRoute::GetSample, Route::GetSample, Some(&id)) {
+        return fault;
     }
     match shared.store.get_kind(Kind::Sample, &id) {
         Some(d) if authorized(&headers, &shared.api_key) => {
@@ -617,8 +622,8 @@ async fn download_uri(
     headers: HeaderMap,
 ) -> Response {
     shared.stats.post(&id);
-    if let Some((s, r)) = shared.faults.api(Route::Post, Some(&id), &shared.stats) {
-        return injected(s, r);
+    if let Some(fault) = injected_fault(&shared, Route::Post, Some(&id)) {
+        return fault;
     }
     if !authorized(&headers, &shared.api_key) {
         return not_logged_in();
@@ -635,11 +640,8 @@ async fn sample_download_uri(
     headers: HeaderMap,
 ) -> Response {
     shared.stats.post(&id);
-    if let Some((s, r)) = shared
-        .faults
-        .api(Route::PostSample, Some(&id), &shared.stats)
-    {
-        return injected(s, r);
+    if let Some(fault) = injected_fault(&shared, Route::PostSample, Some(&id)) {
+        return fault;
     }
     if !authorized(&headers, &shared.api_key) {
         return not_logged_in();

@@ -897,21 +897,33 @@ fn apply_samples_manifest(
         if let Some(tags) = e.tags {
             info.tags = tags.iter().map(|t| tag_id(t)).collect::<Result<_, _>>()?;
         }
-        if let Some(id) = e.id {
-            check_id(&id).map_err(&bad)?;
-            doc.id = id;
-        }
-        if let Some(f) = e.filename {
-            doc.filename = f;
-        }
-        if let Some(n) = e.null_size {
-            doc.null_size = n;
-        }
-        if let Some(c) = e.created_at {
-            doc.created_at = c;
-        }
+        override_attributes(doc, e.id, e.filename, e.null_size, e.created_at).map_err(&bad)?;
     }
     set.samples.extend(extra);
+    Ok(())
+}
+
+/// What either manifest may set on an object, whichever kind it is.
+fn override_attributes(
+    doc: &mut Document,
+    id: Option<String>,
+    filename: Option<String>,
+    null_size: Option<bool>,
+    created_at: Option<String>,
+) -> Result<(), String> {
+    if let Some(id) = id {
+        check_id(&id)?;
+        doc.id = id;
+    }
+    if let Some(f) = filename {
+        doc.filename = f;
+    }
+    if let Some(n) = null_size {
+        doc.null_size = n;
+    }
+    if let Some(c) = created_at {
+        doc.created_at = c;
+    }
     Ok(())
 }
 
@@ -933,19 +945,7 @@ fn apply_manifest(
             )));
         };
         let doc = &mut docs[i];
-        if let Some(id) = e.id {
-            check_id(&id).map_err(&bad)?;
-            doc.id = id;
-        }
-        if let Some(f) = e.filename {
-            doc.filename = f;
-        }
-        if let Some(n) = e.null_size {
-            doc.null_size = n;
-        }
-        if let Some(c) = e.created_at {
-            doc.created_at = c;
-        }
+        override_attributes(doc, e.id, e.filename, e.null_size, e.created_at).map_err(&bad)?;
     }
     Ok(())
 }
