@@ -207,13 +207,8 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn eight_concurrent_readers_and_ten_opens_cost_one_post() {
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
     let data = pattern(24 * MIB, 11);
-    write(&docs, "reads.fastq", &data);
-    let emu = EmulatorProc::start(&docs, &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let (_tmp, emu, mnt) = one_document("reads.fastq", &data);
     let m = MountProc::start(&emu, &mnt, &[]);
     let file = m.docs().join("reads.fastq");
     let id = emu.id_of("reads.fastq");
@@ -322,12 +317,7 @@ fn an_expired_url_costs_exactly_one_more_post_and_reads_go_on() {
 #[test]
 fn a_bad_key_exits_nonzero_and_mounts_nothing() {
     require_fuse();
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    write(&docs, "a.txt", b"a");
-    let emu = EmulatorProc::start(&docs, &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let (_tmp, emu, mnt) = one_document("a.txt", b"a");
     for foreground in [false, true] {
         let mut cmd = Command::new(bin());
         cmd.arg("mount").arg(&mnt).args([
@@ -400,12 +390,7 @@ fn bad_mount_points_and_unreachable_servers_are_clear_errors() {
 
 #[test]
 fn writes_creates_renames_and_deletes_fail_with_erofs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    write(&docs, "a.txt", b"hello");
-    let emu = EmulatorProc::start(&docs, &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let (_tmp, emu, mnt) = one_document("a.txt", b"hello");
     let m = MountProc::start(&emu, &mnt, &[]);
     let a = m.docs().join("a.txt");
     let erofs =
@@ -432,12 +417,7 @@ fn writes_creates_renames_and_deletes_fail_with_erofs() {
 
 #[test]
 fn sigterm_unmounts_even_with_a_file_open() {
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    write(&docs, "a.bin", &pattern(4 * MIB, 3));
-    let emu = EmulatorProc::start(&docs, &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let (_tmp, emu, mnt) = one_document("a.bin", &pattern(4 * MIB, 3));
     let mut m = MountProc::start(&emu, &mnt, &[]);
     let mut open = std::fs::File::open(m.docs().join("a.bin")).unwrap();
     let mut buf = vec![0; 1000];
@@ -458,12 +438,7 @@ fn sigterm_unmounts_even_with_a_file_open() {
 #[test]
 fn the_daemon_returns_once_mounted_and_unmount_stops_it() {
     require_fuse();
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    write(&docs, "hello.txt", b"hello world\n");
-    let emu = EmulatorProc::start(&docs, &[]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+    let (tmp, emu, mnt) = one_document("hello.txt", b"hello world\n");
     let log = tmp.path().join("ocxfs.log");
     let out = Command::new(bin())
         .arg("mount")

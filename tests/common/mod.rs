@@ -247,6 +247,18 @@ impl Drop for MountProc {
     }
 }
 
+/// A temporary account with one document `name`, its emulator, and an
+/// empty mount point.
+pub fn one_document(name: &str, data: &[u8]) -> (tempfile::TempDir, EmulatorProc, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    write(&docs, name, data);
+    let emu = EmulatorProc::start(&docs, &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    (tmp, emu, mnt)
+}
+
 /// Per-test state directory (kept URLs, logs), beside the mount point.
 pub fn state_home(mountpoint: &Path) -> PathBuf {
     mountpoint.parent().unwrap().join("state")
