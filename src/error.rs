@@ -39,6 +39,9 @@ pub enum Error {
     Changed { expected: String, found: String },
     #[error("the download was cancelled")]
     Cancelled,
+    /// The kernel interrupted the request: its process got a signal.
+    #[error("interrupted by a signal")]
+    Interrupted,
     #[error("read-only file system")]
     ReadOnly,
     #[error("{0}")]
@@ -60,7 +63,7 @@ impl Error {
             Error::Changed { .. } => libc::ESTALE,
             Error::Timeout(_) => libc::ETIMEDOUT,
             Error::ReadOnly => libc::EROFS,
-            Error::Cancelled => libc::EINTR,
+            Error::Cancelled | Error::Interrupted => libc::EINTR,
             Error::RateLimited { .. }
             | Error::Server { .. }
             | Error::Network(_)
@@ -102,6 +105,7 @@ impl Error {
             Error::UrlExpired => "url_expired",
             Error::Changed { .. } => "changed",
             Error::Cancelled => "cancelled",
+            Error::Interrupted => "interrupted",
             Error::ReadOnly => "read_only",
             Error::Config(_) => "config",
         }

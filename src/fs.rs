@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::api::{ApiClient, ObjectId};
 use crate::catalog::{Catalog, FileInfo, Node};
 use crate::error::{Error, Result};
+use crate::interrupt::Ticket;
 use crate::metrics::{DiskCacheStats, Memory, Snapshot};
 use crate::reader::{ObjectState, OpenFile, ReadData, Reader};
 
@@ -278,7 +279,7 @@ impl OcxFs {
     }
 
     /// Open for reading: one POST unless a valid URL is cached.
-    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
+    pub async fn open(&self, ino: u64, flags: i32, ticket: &Ticket) -> Result<Opened> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return Err(Error::ReadOnly);
         }
@@ -315,7 +316,9 @@ impl OcxFs {
             }
         };
         let object = info.object.clone();
-        let file = self.deadline(self.reader.open(state), &object).await?;
+        let file = self
+            .bounded(self.reader.open(state), &object, ticket)
+            .await?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Handle::Object {
             file: Arc::new(file),
@@ -333,7 +336,7 @@ impl OcxFs {
         })
     }
 
-    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<ReadData> {
+    pub async fn read(&self, fh: u64, offset: u64, size: u32, ticket: &Ticket) -> Result<ReadData> {
         // One lookup per read: the handle says what kind of file it is.
         let file = match self.handles.lock().expect("handles lock poisoned").get(&fh) {
             Some(Handle::Object { file, .. }) => file.clone(),
@@ -345,27 +348,33 @@ impl OcxFs {
             None => return Err(Error::InvalidResponse(format!("unknown file handle {fh}"))),
         };
         let read = self.reader.read(&file, offset, u64::from(size));
-        self.deadline(read, &file.object.object).await
+        self.bounded(read, &file.object.object, ticket).await
     }
 
-    /// Bound an operation by the read timeout: a process blocked on a dead
-    /// server gets ETIMEDOUT instead of hanging (the kernel cannot
-    /// interrupt a FUSE read that ocxfs does not answer).
-    async fn deadline<T>(
+    /// Bound an open or a read: a process blocked on a dead server gets
+    /// ETIMEDOUT after the read timeout, and EINTR at once when the kernel
+    /// interrupts the request (the process got a signal). Downloads that
+    /// other readers share go on; only this request's wait ends.
+    async fn bounded<T>(
         &self,
         op: impl Future<Output = Result<T>>,
         object: &ObjectId,
+        ticket: &Ticket,
     ) -> Result<T> {
-        match tokio::time::timeout(self.config.read_timeout, op).await {
-            Ok(result) => result,
-            Err(_) => {
-                let error =
-                    Error::Timeout(format!("no answer within {:?}", self.config.read_timeout));
-                tracing::error!(%object, %error, "giving up on a read");
-                self.reader.metrics().count_error(&error);
-                Err(error)
-            }
+        let error = tokio::select! {
+            result = tokio::time::timeout(self.config.read_timeout, op) => match result {
+                Ok(result) => return result,
+                Err(_) => Error::Timeout(format!("no answer within {:?}", self.config.read_timeout)),
+            },
+            () = ticket.interrupted() => Error::Interrupted,
+        };
+        if matches!(error, Error::Interrupted) {
+            tracing::info!(%object, "a read was interrupted by a signal to its process");
+        } else {
+            tracing::error!(%object, %error, "giving up on a read");
         }
+        self.reader.metrics().count_error(&error);
+        Err(error)
     }
 
     /// The counters of this mount, as `.ocxfs/stats.json` shows them.

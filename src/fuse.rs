@@ -10,12 +10,13 @@ use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    Request, RequestId, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
 use crate::error::Error;
 use crate::fs::{Attr, Kind, OcxFs};
+use crate::interrupt::Interrupts;
 
 /// Reads of up to 1 MiB per FUSE request (the kernel's `max_pages` limit).
 const MAX_READ: u32 = 1024 * 1024;
@@ -26,11 +27,16 @@ const MAX_BACKGROUND: u16 = 64;
 pub struct FuseAdapter {
     fs: Arc<OcxFs>,
     rt: Handle,
+    interrupts: Arc<Interrupts>,
 }
 
 impl FuseAdapter {
     pub fn new(fs: Arc<OcxFs>, rt: Handle) -> FuseAdapter {
-        FuseAdapter { fs, rt }
+        FuseAdapter {
+            fs,
+            rt,
+            interrupts: Arc::default(),
+        }
     }
 
     /// Metadata may be cached by the kernel as long as the listing is.
@@ -170,10 +176,16 @@ impl Filesystem for FuseAdapter {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn interrupt(&self, _req: &Request, unique: RequestId) -> Result<(), Errno> {
+        self.interrupts.interrupt(unique.0);
+        Ok(())
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
+        let ticket = self.interrupts.begin(req.unique().0);
         self.rt.spawn(async move {
-            match fs.open(ino.0, flags.0).await {
+            match fs.open(ino.0, flags.0, &ticket).await {
                 Ok(opened) => {
                     let mut f = FopenFlags::empty();
                     if opened.direct_io {
@@ -193,7 +205,7 @@ impl Filesystem for FuseAdapter {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -203,9 +215,10 @@ impl Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
+        let ticket = self.interrupts.begin(req.unique().0);
         self.rt.spawn(async move {
-            match fs.read(fh.0, offset, size).await {
-                Ok(data) => data.with_slice(|bytes| reply.data(bytes)),
+            match fs.read(fh.0, offset, size, &ticket).await {
+                Ok(data) => reply.data_vectored(&data.slices()),
                 Err(e) => reply.error(errno(&e)),
             }
         });

@@ -8,6 +8,7 @@ pub mod emulator;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod interrupt;
 pub mod metrics;
 pub mod mount;
 pub mod names;

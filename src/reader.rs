@@ -66,12 +66,6 @@ impl RetryPolicy {
 #[derive(Debug, Default)]
 pub struct ReadData(pub Vec<Bytes>);
 
-thread_local! {
-    /// Where a read spanning several blocks is gathered for its reply,
-    /// reused so that each read does not fault in fresh pages.
-    static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 impl ReadData {
     pub fn len(&self) -> usize {
         self.0.iter().map(Bytes::len).sum()
@@ -81,21 +75,9 @@ impl ReadData {
         self.len() == 0
     }
 
-    /// Hand the bytes to `f` as one slice: as they are when they are one
-    /// piece, else gathered in this thread's reusable buffer.
-    pub fn with_slice<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        match self.0.as_slice() {
-            [] => f(&[]),
-            [one] => f(one),
-            parts => GATHER.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                buf.clear();
-                for p in parts {
-                    buf.extend_from_slice(p);
-                }
-                f(&buf)
-            }),
-        }
+    /// The pieces in order, for one vectored reply (no gathering copy).
+    pub fn slices(&self) -> Vec<&[u8]> {
+        self.0.iter().map(|b| &b[..]).collect()
     }
 }
 

@@ -219,6 +219,108 @@ fn a_read_from_a_stalled_server_times_out() {
     s.clear_faults();
 }
 
+/// A reader blocked on a stalled server, started as a Python process that
+/// opens the file (O_DIRECT: each read is one FUSE request the process
+/// waits on), says so, and reads 4 KiB at 1 MiB when told to.
+fn blocked_reader(
+    path: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    let script = r#"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+print("opened", flush=True)
+sys.stdin.readline()
+try:
+    data = os.pread(fd, 4096, 1 << 20)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+print("read", len(data), flush=True)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "opened");
+    (child, out)
+}
+
+/// Wait for `child` to exit, at most `limit`.
+fn exit_within(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the blocked reader did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_signal_interrupts_a_read_blocked_on_a_stalled_server() {
+    use std::io::{BufRead, Write};
+    use std::os::unix::process::ExitStatusExt;
+    let s = Setup::new(2 * MIB, &[]);
+    // Neither the stall cut nor the read timeout would end the wait soon:
+    // only the interrupt can.
+    let m = s.mount(&["--stall-timeout", "60", "--read-timeout", "60"]);
+    let path = m.docs().join("data.bin");
+    let (mut sigint, mut sigint_out) = blocked_reader(&path);
+    let (mut sigkill, _) = blocked_reader(&path);
+    s.fault(serde_json::json!({"kind": "stall", "seconds": 60}));
+    for child in [&mut sigint, &mut sigkill] {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    // Both are now waiting on storage that answers in a minute.
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        sigint.try_wait().unwrap().is_none(),
+        "the read should block"
+    );
+
+    // SAFETY: plain kill(2) on our children.
+    unsafe { libc::kill(sigint.id() as i32, libc::SIGINT) };
+    let status = exit_within(&mut sigint, Duration::from_secs(5));
+    let mut line = String::new();
+    sigint_out.read_line(&mut line).unwrap();
+    assert_eq!(
+        (status.code(), line.trim()),
+        (Some(3), "interrupted"),
+        "Ctrl-C reaches the process as EINTR then KeyboardInterrupt"
+    );
+
+    unsafe { libc::kill(sigkill.id() as i32, libc::SIGKILL) };
+    let status = exit_within(&mut sigkill, Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+
+    // The mount goes on once storage answers (elsewhere in the file: the
+    // interrupted download itself waits out its stall).
+    s.clear_faults();
+    let f = std::fs::File::open(&path).unwrap();
+    let mut buf = vec![0; 4096];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, s.data[..4096]);
+    let stats = std::fs::read_to_string(m.dir.join(".ocxfs/stats.json")).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["errors"]["interrupted"], 2, "{stats}");
+    assert_eq!(s.emu.posts(&s.id()), 1, "interrupts cost no POST");
+}
+
 #[test]
 fn a_killed_daemon_leaves_a_dead_mount_that_the_next_mount_clears() {
     let s = Setup::new(1000, &[]);
