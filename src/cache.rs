@@ -244,6 +244,19 @@ impl BlockCache {
         job.progress.send_modify(|p| p.error = Some(error));
     }
 
+    /// Drop the ready blocks `blocks` of `file`: a sequential reader has
+    /// handed them to the kernel's page cache, which answers any re-read.
+    /// Their memory is freed now instead of pushing out blocks that random
+    /// readers will want again.
+    pub fn release(&self, file: u64, blocks: Range<u64>) {
+        let mut inner = self.lock();
+        for index in blocks {
+            if let Some(b) = inner.ready.pop(&BlockKey { file, index }) {
+                inner.ready_bytes -= b.len() as u64;
+            }
+        }
+    }
+
     fn evict(&self, inner: &mut Inner) {
         while inner.ready_bytes + inner.reserved > self.limit {
             match inner.ready.pop_lru() {
@@ -334,6 +347,22 @@ mod tests {
         let demand = c.claim(1, 50..60, Claim::Demand);
         assert_eq!(demand.jobs[0].blocks, 50..60);
         assert_eq!(demand.budget_stop, None);
+    }
+
+    #[test]
+    fn released_blocks_free_their_memory_and_others_stay() {
+        let c = BlockCache::new(64 * BLOCK_SIZE);
+        let job = c.claim(2, 0..4, Claim::Demand).jobs.remove(0);
+        for n in 0..4 {
+            c.complete_block(&job, block(n));
+        }
+        c.release(2, 1..3);
+        c.release(2, 10..12);
+        assert_eq!(c.usage(), (2 * BLOCK_SIZE, 0));
+        for (index, ready) in [(0, true), (1, false), (2, false), (3, true)] {
+            let slot = c.slot(BlockKey { file: 2, index });
+            assert_eq!(matches!(slot, Slot::Ready(_)), ready, "block {index}");
+        }
     }
 
     #[test]

@@ -316,8 +316,10 @@ impl OcxFs {
             }
         };
         let object = info.object.clone();
+        let direct_io = info.size.is_none();
+        let page_cached = !direct_io && flags & libc::O_DIRECT == 0;
         let file = self
-            .bounded(self.reader.open(state), &object, ticket)
+            .bounded(self.reader.open(state, page_cached), &object, ticket)
             .await?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Handle::Object {
@@ -331,7 +333,7 @@ impl OcxFs {
             .insert(fh, handle);
         Ok(Opened {
             fh,
-            direct_io: info.size.is_none(),
+            direct_io,
             keep_cache,
         })
     }

@@ -40,6 +40,9 @@ pub struct Plan {
     pub cancel: bool,
     /// Byte range to fetch ahead of the reader.
     pub ahead: Option<Range<u64>>,
+    /// The read continues a sequential stream: its blocks are unlikely to
+    /// be read again through this handle.
+    pub streaming: bool,
 }
 
 impl Prefetch {
@@ -70,6 +73,7 @@ impl Prefetch {
             return Plan {
                 cancel,
                 ahead: None,
+                streaming: false,
             };
         }
         let next = self.next.map_or(end, |n| n.max(end));
@@ -78,13 +82,17 @@ impl Prefetch {
         self.window = (next - self.stream_start).clamp(INITIAL_WINDOW, MAX_WINDOW);
         let ahead = self.ahead_until - next;
         if ahead >= self.window / 2 || self.ahead_until >= size {
-            return Plan::default();
+            return Plan {
+                streaming: true,
+                ..Plan::default()
+            };
         }
         let range = self.ahead_until..(next + self.window).min(size);
         self.ahead_until = range.end;
         Plan {
             cancel: false,
             ahead: Some(range),
+            streaming: true,
         }
     }
 
@@ -112,6 +120,7 @@ mod tests {
         while off < 256 * MIB {
             let plan = p.on_read(off, MIB, GIB);
             assert!(!plan.cancel);
+            assert!(plan.streaming);
             if let Some(r) = plan.ahead {
                 assert_eq!(r.start, requested, "read-ahead ranges are contiguous");
                 requested = r.end;
@@ -153,7 +162,8 @@ mod tests {
             seek,
             Plan {
                 cancel: true,
-                ahead: None
+                ahead: None,
+                streaming: false,
             }
         );
         let mut back = Prefetch::default();
@@ -172,7 +182,9 @@ mod tests {
     fn random_small_reads_fetch_no_read_ahead() {
         let mut p = Prefetch::default();
         for off in [77 * MIB, 3 * MIB, 901 * MIB, 45 * MIB, 600 * MIB] {
-            assert_eq!(p.on_read(off, 4096, GIB).ahead, None);
+            let plan = p.on_read(off, 4096, GIB);
+            assert_eq!(plan.ahead, None);
+            assert!(!plan.streaming, "blocks of random reads stay cached");
         }
     }
 

@@ -136,6 +136,9 @@ impl ObjectState {
 /// An open handle: its read-ahead state and the read-ahead jobs it started.
 pub struct OpenFile {
     pub object: Arc<ObjectState>,
+    /// Reads through this handle fill the kernel's page cache (no O_DIRECT,
+    /// no direct_io), so what it has read sequentially need not be kept.
+    page_cached: bool,
     prefetch: Mutex<Prefetch>,
     readahead: Mutex<Vec<(Arc<Job>, AbortHandle)>>,
 }
@@ -251,7 +254,11 @@ impl Reader {
     /// cached, or the disk cache already knows the object: then the POST
     /// waits until a block must come from storage) and, when the listing
     /// did not say, the size from storage.
-    pub async fn open(self: &Arc<Self>, object: Arc<ObjectState>) -> Result<OpenFile> {
+    pub async fn open(
+        self: &Arc<Self>,
+        object: Arc<ObjectState>,
+        page_cached: bool,
+    ) -> Result<OpenFile> {
         let on_disk = self.disk.is_some() && object.etag().is_some() && object.size().is_some();
         if !on_disk {
             self.presign.get(&object.object).await?;
@@ -262,6 +269,7 @@ impl Reader {
         }
         Ok(OpenFile {
             object,
+            page_cached,
             prefetch: Mutex::new(Prefetch::default()),
             readahead: Mutex::new(Vec::new()),
         })
@@ -328,6 +336,17 @@ impl Reader {
                 )));
             }
             parts.push(block.slice(from as usize..to as usize));
+        }
+        if plan.streaming && file.page_cached {
+            // The blocks this read covered whole are now in the page cache;
+            // a block shared with a neighbouring read stays for that read.
+            let whole_end = if end == size {
+                end.div_ceil(BLOCK_SIZE)
+            } else {
+                end / BLOCK_SIZE
+            };
+            self.cache
+                .release(state.file_key, offset.div_ceil(BLOCK_SIZE)..whole_end);
         }
         let data = ReadData(parts);
         Metrics::add(&self.metrics.bytes_served, data.len() as u64);

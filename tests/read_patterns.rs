@@ -43,6 +43,13 @@ impl Setup {
     fn storage_bytes(&self) -> u64 {
         self.emu.stats()["storage_bytes"].as_u64().unwrap()
     }
+
+    /// Bytes ocxfs holds in its block cache now.
+    fn cached_bytes(&self) -> u64 {
+        let stats = std::fs::read(self.mount.dir.join(".ocxfs/stats.json")).unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+        stats["memory"]["cached_bytes"].as_u64().unwrap()
+    }
 }
 
 fn check_read(f: &std::fs::File, data: &[u8], offset: usize, len: usize) {
@@ -69,6 +76,13 @@ fn sequential_reads_download_each_byte_once() {
         s.data.len() as u64,
         "bytes fetched for one sequential read"
     );
+    // What a sequential reader consumed lives in the page cache; ocxfs
+    // keeps no second copy of it.
+    assert!(
+        s.cached_bytes() <= MIB as u64,
+        "{} bytes still cached",
+        s.cached_bytes()
+    );
     // Small reads in order, from a fresh page cache: still exact.
     drop_page_cache(&s.file());
     let f = std::fs::File::open(s.file()).unwrap();
@@ -91,6 +105,10 @@ fn random_small_reads_fetch_little() {
         check_read(&f, &s.data, off, 4096);
     }
     let fetched = s.storage_bytes() - before;
+    assert!(
+        s.cached_bytes() >= (reads * 4096) as u64,
+        "blocks of random reads stay cached"
+    );
     let per_byte = fetched as f64 / (reads * 4096) as f64;
     assert!(
         per_byte <= 32.0,
