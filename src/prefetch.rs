@@ -5,10 +5,10 @@
 //! slight reordering) switch read-ahead on; the window is as large as the
 //! stream has read so far (bytes read, not the distance covered), between
 //! 1 MiB and 64 MiB, so a reader that stops early wastes at most what it
-//! read. A seek outside what was requested ends the stream: its read-ahead
-//! is cancelled and the next stream starts small again. Sparse reads that
-//! skip forward (the kernel asking for the odd page it lost from its cache)
-//! therefore never grow a window.
+//! read. A far seek ends the stream: its read-ahead is cancelled and the
+//! next stream starts small again. Sparse reads that skip forward (the
+//! kernel asking for the odd page it lost from its cache) never grow a
+//! window: each costs at most the initial one.
 
 use std::ops::Range;
 
@@ -24,6 +24,10 @@ pub const MAX_WINDOW: u64 = 64 * MIB;
 const ADJACENT: u64 = 128 * 1024;
 /// A read this far before the stream's start still belongs to it.
 const BACKWARD_TOLERANCE: u64 = MIB;
+/// A read this far past what was requested still belongs to the stream:
+/// the kernel has several reads in flight, and a later one may arrive
+/// first; a short skip is cheaper to read through than to restart.
+const FORWARD_TOLERANCE: u64 = 16 * MIB;
 
 #[derive(Debug, Default)]
 pub struct Prefetch {
@@ -53,16 +57,25 @@ pub struct Plan {
 impl Prefetch {
     pub fn on_read(&mut self, offset: u64, len: u64, size: u64) -> Plan {
         let end = (offset + len).min(size);
+        // Past everything requested: the read-ahead did not foresee it.
+        let skipped =
+            self.window > 0 && offset > self.next.unwrap_or(0).max(self.ahead_until) + ADJACENT;
         let continues = match self.next {
             // Before read-ahead starts, only a read right after the last one
             // counts: random readers must not trigger read-ahead by chance.
-            Some(next) if self.window == 0 => offset.abs_diff(next) <= ADJACENT,
+            // The kernel sends its first read-ahead requests at once, and
+            // one may overtake another of its size: a gap no larger than
+            // this read counts too (single pages far apart do not).
+            Some(next) if self.window == 0 => {
+                offset.abs_diff(next) <= ADJACENT
+                    || (offset > next && offset - next <= len + ADJACENT)
+            }
             // Within the stream's requested range (the kernel sends several
             // reads at once and they arrive out of order), or just behind
-            // or after it.
+            // it, or a short skip ahead.
             Some(next) => {
                 offset + BACKWARD_TOLERANCE >= self.stream_start
-                    && offset <= next.max(self.ahead_until) + ADJACENT
+                    && offset <= next.max(self.ahead_until) + FORWARD_TOLERANCE
             }
             // A first read at the start is most likely `cat`, `cp`, `sha256sum`.
             None => offset == 0,
@@ -88,7 +101,10 @@ impl Prefetch {
         self.read += end.saturating_sub(offset);
         self.window = self.read.clamp(INITIAL_WINDOW, MAX_WINDOW);
         let ahead = self.ahead_until - next;
-        if ahead >= self.window / 2 || self.ahead_until >= size {
+        // A skip ahead asks for nothing more: if it is a later read of the
+        // kernel's arriving first, the reads before it come next and ask;
+        // if the reader skips from page to page, read-ahead would be waste.
+        if skipped || ahead >= self.window / 2 || self.ahead_until >= size {
             return Plan {
                 streaming: true,
                 ..Plan::default()
@@ -166,15 +182,33 @@ mod tests {
     fn sparse_forward_reads_never_grow_a_window() {
         // What `sha256sum` asks for after the kernel lost a few pages of a
         // file it had read: single pages, megabytes apart, in order.
-        // Two pages close together look like a stream starting, and may
-        // cost one small window; the distance between them never counts.
+        // They may look like a stream, but only a read right after the
+        // previous one asks for more, and no more than the stream has read.
         let mut p = Prefetch::default();
         let mut off = 13 * MIB;
         for i in 0..200u64 {
-            off += 4096 + (i % 7) * 900 * 1024;
+            let step = 4096 + (i % 7) * 900 * 1024;
+            off += step;
             if let Some(r) = p.on_read(off, 4096, GIB).ahead {
-                assert!(r.end - r.start <= INITIAL_WINDOW, "read {i}: {r:?}");
+                assert!(
+                    step <= ADJACENT,
+                    "read {i} skipped {step} and asked for {r:?}"
+                );
+                let read_so_far = 4096 * (i + 1);
+                assert!(r.end - r.start <= INITIAL_WINDOW.max(read_so_far));
             }
+        }
+    }
+
+    #[test]
+    fn a_stream_starts_when_the_kernels_second_read_arrives_first() {
+        // Seen with a buffered reader starting at 12,345: the kernel's
+        // reads at 2 MiB and 1 MiB overtake each other.
+        let mut p = Prefetch::default();
+        assert!(!p.on_read(12_288, MIB, GIB).streaming);
+        for (offset, len) in [(2 * MIB, MIB), (MIB + 12_288, MIB - 12_288), (3 * MIB, MIB)] {
+            let plan = p.on_read(offset, len, GIB);
+            assert!(plan.streaming && !plan.cancel, "read at {offset}");
         }
     }
 
