@@ -437,11 +437,17 @@ impl Reader {
     }
 
     fn spawn_job(self: &Arc<Self>, state: Arc<ObjectState>, job: Arc<Job>) -> AbortHandle {
-        let reader = self.clone();
+        // Frees the job's blocks however the task ends: an error, an abort,
+        // or an abort before it first ran (the task is then dropped without
+        // running, and the guard with it), so no block stays pending with
+        // readers waiting on it.
+        let guard = JobGuard {
+            reader: self.clone(),
+            job,
+        };
         tokio::spawn(async move {
-            // Frees the job's blocks however the task ends, abort included.
-            let guard = JobGuard { reader: &reader, job: &job };
-            if let Err(error) = reader.run_job(&state, &job).await {
+            let (reader, job) = (&guard.reader, &guard.job);
+            if let Err(error) = reader.run_job(&state, job).await {
                 if let Error::Changed { .. } = error {
                     state.stale.store(true, Ordering::Release);
                     if let Some(disk) = &reader.disk {
@@ -452,7 +458,7 @@ impl Reader {
                     reader.metrics.count_error(&error);
                     tracing::error!(object = %state.object, kind = error.kind(), %error, "download failed");
                 }
-                reader.cache.fail_job(&job, error);
+                reader.cache.fail_job(job, error);
             }
             drop(guard);
         })
@@ -625,13 +631,76 @@ impl Reader {
     }
 }
 
-struct JobGuard<'a> {
-    reader: &'a Reader,
-    job: &'a Job,
+struct JobGuard {
+    reader: Arc<Reader>,
+    job: Arc<Job>,
 }
 
-impl Drop for JobGuard<'_> {
+impl Drop for JobGuard {
     fn drop(&mut self) {
-        self.reader.cache.fail_job(self.job, Error::Cancelled);
+        self.reader.cache.fail_job(&self.job, Error::Cancelled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::credentials::{Credentials, Secret};
+    use crate::api::{ApiClient, ObjectKind};
+
+    fn reader() -> Arc<Reader> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Nothing is fetched in these tests: the addresses are never used.
+        let api = ApiClient::new(
+            "http://127.0.0.1:9",
+            Credentials::ApiKey(Secret::new("unused")),
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let presign = Arc::new(PresignCache::new(
+            Arc::new(api),
+            Duration::from_secs(5),
+            metrics.clone(),
+        ));
+        let storage = StorageClient::new(Duration::from_secs(5)).unwrap();
+        Arc::new(Reader::new(
+            storage,
+            presign,
+            64 * BLOCK_SIZE,
+            RetryPolicy::default(),
+            metrics,
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_job_aborted_before_it_runs_frees_its_blocks() {
+        let reader = reader();
+        let state = reader.new_object(
+            ObjectId {
+                kind: ObjectKind::Document,
+                id: "0123456789abcdef".into(),
+            },
+            Some(BLOCK_SIZE * 8),
+        );
+        let job = reader
+            .cache
+            .claim(state.file_key, 0..4, Claim::ReadAhead)
+            .jobs
+            .remove(0);
+        // The test runtime has one thread: the task cannot start before
+        // this test yields, so the abort lands first.
+        reader.spawn_job(state.clone(), job.clone()).abort();
+        tokio::task::yield_now().await;
+        let waiter = tokio::time::timeout(Duration::from_secs(5), job.block(0)).await;
+        assert!(
+            matches!(waiter, Ok(Err(Error::Cancelled))),
+            "a reader waiting on the job is told, not left waiting"
+        );
+        let key = BlockKey {
+            file: state.file_key,
+            index: 2,
+        };
+        assert!(matches!(reader.cache.slot(key), Slot::Absent));
+        assert_eq!(reader.cache.usage(), (0, 0), "nothing stays reserved");
     }
 }
