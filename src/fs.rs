@@ -371,7 +371,7 @@ impl OcxFs {
             () = ticket.interrupted() => Error::Interrupted,
         };
         if matches!(error, Error::Interrupted) {
-            tracing::info!(%object, "a read was interrupted by a signal to its process");
+            tracing::info!(%object, "an open or read was interrupted by a signal to its process");
         } else {
             tracing::error!(%object, %error, "giving up on a read");
         }

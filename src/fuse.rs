@@ -1,6 +1,7 @@
 //! The fuser adapter: translates FUSE requests to `OcxFs` calls. Metadata
 //! is answered inline (it is in memory); opens and reads run as tokio
-//! tasks, so a slow download never blocks other requests.
+//! tasks, so a slow download never blocks other requests, and the kernel
+//! can interrupt them (`interrupt`).
 
 use std::ffi::OsStr;
 use std::sync::Arc;
