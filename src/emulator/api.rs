@@ -616,22 +616,37 @@ fn presigned(shared: &Shared, headers: &HeaderMap, doc: &Document) -> Response {
     .into_response()
 }
 
+/// Both download routes: count the POST (a charge), inject a fault if one
+/// is set, check the key, find the object, then let `answer` reply.
+fn download_route(
+    shared: &Shared,
+    headers: &HeaderMap,
+    route: Route,
+    kind: Kind,
+    id: &str,
+    answer: impl FnOnce(&Document) -> Response,
+) -> Response {
+    shared.stats.post(id);
+    if let Some(fault) = injected_fault(shared, route, Some(id)) {
+        return fault;
+    }
+    if !authorized(headers, &shared.api_key) {
+        return not_logged_in();
+    }
+    match shared.store.get_kind(kind, id) {
+        Some(doc) => answer(&doc),
+        None => not_found(),
+    }
+}
+
 async fn download_uri(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    shared.stats.post(&id);
-    if let Some(fault) = injected_fault(&shared, Route::Post, Some(&id)) {
-        return fault;
-    }
-    if !authorized(&headers, &shared.api_key) {
-        return not_logged_in();
-    }
-    let Some(doc) = shared.store.get_kind(Kind::Document, &id) else {
-        return not_found();
-    };
-    presigned(&shared, &headers, &doc)
+    download_route(&shared, &headers, Route::Post, Kind::Document, &id, |doc| {
+        presigned(&shared, &headers, doc)
+    })
 }
 
 async fn sample_download_uri(
@@ -639,24 +654,24 @@ async fn sample_download_uri(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    shared.stats.post(&id);
-    if let Some(fault) = injected_fault(&shared, Route::PostSample, Some(&id)) {
-        return fault;
-    }
-    if !authorized(&headers, &shared.api_key) {
-        return not_logged_in();
-    }
-    let Some(doc) = shared.store.get_kind(Kind::Sample, &id) else {
-        return not_found();
-    };
-    if !doc.available() {
-        return error(
-            StatusCode::CONFLICT,
-            "Sample is not available for download",
-            None,
-        );
-    }
-    presigned(&shared, &headers, &doc)
+    download_route(
+        &shared,
+        &headers,
+        Route::PostSample,
+        Kind::Sample,
+        &id,
+        |doc| {
+            if doc.available() {
+                presigned(&shared, &headers, doc)
+            } else {
+                error(
+                    StatusCode::CONFLICT,
+                    "Sample is not available for download",
+                    None,
+                )
+            }
+        },
+    )
 }
 
 #[cfg(test)]
