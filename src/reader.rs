@@ -3,7 +3,7 @@
 //! each FUSE read from blocks.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +92,8 @@ pub struct ObjectState {
     /// The disk cache has this version's ETag and size.
     meta_saved: AtomicBool,
     stale: AtomicBool,
+    /// Open handles of this version.
+    handles: AtomicUsize,
 }
 
 impl ObjectState {
@@ -145,6 +147,7 @@ pub struct OpenFile {
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
+        self.object.handles.fetch_sub(1, Ordering::AcqRel);
         for (_, abort) in self
             .readahead
             .get_mut()
@@ -246,6 +249,7 @@ impl Reader {
             etag: Mutex::new(known.map(|m| m.etag)),
             meta_saved: AtomicBool::new(false),
             stale: AtomicBool::new(false),
+            handles: AtomicUsize::new(0),
             object,
         })
     }
@@ -267,6 +271,7 @@ impl Reader {
             // The first block tells the size (Content-Range) and is kept.
             self.block(&object, 0).await?;
         }
+        object.handles.fetch_add(1, Ordering::AcqRel);
         Ok(OpenFile {
             object,
             page_cached,
@@ -337,7 +342,9 @@ impl Reader {
             }
             parts.push(block.slice(from as usize..to as usize));
         }
-        if plan.streaming && file.page_cached {
+        // Only while this is the file's one open handle: another reader's
+        // read-ahead, behind this one, would fetch dropped blocks again.
+        if plan.streaming && file.page_cached && state.handles.load(Ordering::Acquire) == 1 {
             // The blocks this read covered whole are now in the page cache;
             // a block shared with a neighbouring read stays for that read.
             let whole_end = if end == size {

@@ -196,6 +196,30 @@ fn parallel_and_mixed_readers_all_get_exact_bytes_within_a_small_budget() {
 }
 
 #[test]
+fn a_stream_keeps_its_blocks_while_another_handle_is_open() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let s = Setup::new(24 * MIB + 5, &[]);
+    // Open first, read later, past the page cache.
+    let direct = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(s.file())
+        .unwrap();
+    let out = std::process::Command::new("dd")
+        .arg(format!("if={}", s.file().display()))
+        .args(["of=/dev/null", "bs=1M"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut off = 0;
+    while off < s.data.len() {
+        check_read(&direct, &s.data, off, MIB);
+        off += MIB;
+    }
+    assert_eq!(s.storage_bytes(), s.data.len() as u64, "fetched once");
+}
+
+#[test]
 fn two_readers_of_one_file_download_it_once() {
     let s = Setup::new(64 * MIB, &[]);
     let readers: Vec<_> = (0..2)
