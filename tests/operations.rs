@@ -11,13 +11,14 @@ use common::*;
 
 const MIB: usize = 1024 * 1024;
 
-/// A temporary directory with two documents, their emulator, and an
-/// empty mount point.
+/// A temporary directory with two documents, their emulator, an empty
+/// mount point, and a place for a disk cache.
 struct Fixture {
     tmp: tempfile::TempDir,
     data: Vec<Vec<u8>>,
     emu: EmulatorProc,
     mnt: std::path::PathBuf,
+    cache: std::path::PathBuf,
 }
 
 fn fixture() -> Fixture {
@@ -26,12 +27,20 @@ fn fixture() -> Fixture {
     let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
+    let cache = tmp.path().join("cache");
     Fixture {
         tmp,
         data,
         emu,
         mnt,
+        cache,
     }
+}
+
+/// Read both documents through `m`; every byte must be right.
+fn read_both(m: &MountProc, data: &[Vec<u8>]) {
+    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
 }
 
 fn docs(dir: &Path) -> Vec<Vec<u8>> {
@@ -50,6 +59,7 @@ fn the_mount_helper_takes_mount_options() {
         data,
         emu,
         mnt,
+        ..
     } = fixture();
     let key = tmp.path().join("key");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
@@ -116,6 +126,7 @@ fn mount_dash_t_fuse_ocxfs_works_through_the_installed_helper() {
         data,
         emu,
         mnt,
+        ..
     } = fixture();
     let key = tmp.path().join("key");
     std::fs::write(&key, KEY).unwrap();
@@ -143,19 +154,16 @@ fn a_remount_within_the_url_lifetime_makes_no_post() {
         data,
         emu,
         mnt,
+        ..
     } = fixture();
-    let read_all = |m: &MountProc| {
-        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
-        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
-    };
     {
         let m = MountProc::start(&emu, &mnt, &[]);
-        read_all(&m);
+        read_both(&m, &data);
     }
     assert_eq!(emu.posts_total(), 2);
     {
         let m = MountProc::start(&emu, &mnt, &[]);
-        read_all(&m);
+        read_both(&m, &data);
     }
     assert_eq!(emu.posts_total(), 2, "the remount reused the kept URLs");
     let urls = state_home(&mnt).join("ocxfs/urls");
@@ -174,7 +182,7 @@ fn a_remount_within_the_url_lifetime_makes_no_post() {
     );
     {
         let m = MountProc::start(&emu, &mnt, &["--no-persist-urls"]);
-        read_all(&m);
+        read_both(&m, &data);
     }
     assert_eq!(
         emu.posts_total(),
@@ -190,6 +198,7 @@ fn stats_json_matches_the_emulator_counters() {
         data,
         emu,
         mnt,
+        ..
     } = fixture();
     let m = MountProc::start(&emu, &mnt, &[]);
     for _ in 0..3 {
@@ -284,26 +293,25 @@ fn stats_json(mnt: &Path) -> serde_json::Value {
 #[test]
 fn the_disk_cache_serves_a_remount_with_no_post_and_no_get() {
     let Fixture {
-        tmp,
         data,
         emu,
         mnt,
+        cache,
+        // Bound, so the directory lives as long as the test.
+        tmp: _tmp,
     } = fixture();
-    let cache = tmp.path().join("cache");
     // Without kept URLs, so that only the disk cache can spare the POSTs.
     let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
     {
         let m = MountProc::start(&emu, &mnt, &args);
-        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
-        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+        read_both(&m, &data);
     }
     assert_eq!(emu.posts_total(), 2);
     let files = file_sizes(&cache);
     assert!(files.iter().all(|(_, _, mode)| *mode == 0o600), "{files:?}");
     emu.control("reset-stats");
     let m = MountProc::start(&emu, &mnt, &args);
-    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
-    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    read_both(&m, &data);
     let theirs = emu.stats();
     assert_eq!(theirs["posts_total"], 0, "{theirs}");
     assert_eq!(theirs["range_gets"], 0, "{theirs}");
@@ -323,12 +331,13 @@ fn the_disk_cache_serves_a_remount_with_no_post_and_no_get() {
 #[test]
 fn a_damaged_disk_block_is_detected_and_fetched_again() {
     let Fixture {
-        tmp,
         data,
         emu,
         mnt,
+        cache,
+        // Bound, so the directory lives as long as the test.
+        tmp: _tmp,
     } = fixture();
-    let cache = tmp.path().join("cache");
     let args = ["--cache-dir", cache.to_str().unwrap()];
     {
         let m = MountProc::start(&emu, &mnt, &args);
@@ -360,12 +369,13 @@ fn a_damaged_disk_block_is_detected_and_fetched_again() {
 #[test]
 fn the_disk_cache_stays_under_its_limit() {
     let Fixture {
-        tmp,
         data,
         emu,
         mnt,
+        cache,
+        // Bound, so the directory lives as long as the test.
+        tmp: _tmp,
     } = fixture();
-    let cache = tmp.path().join("cache");
     let limit = 1024 * 1024;
     let m = MountProc::start(
         &emu,
@@ -377,8 +387,7 @@ fn the_disk_cache_stays_under_its_limit() {
             "1M",
         ],
     );
-    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
-    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+    read_both(&m, &data);
     drop(m);
     let blocks: u64 = file_sizes(&cache)
         .iter()
@@ -395,12 +404,13 @@ fn the_disk_cache_stays_under_its_limit() {
 #[test]
 fn prefetch_says_what_it_will_post_then_fills_the_disk_cache() {
     let Fixture {
-        tmp,
         data,
         emu,
         mnt,
+        cache,
+        // Bound, so the directory lives as long as the test.
+        tmp: _tmp,
     } = fixture();
-    let cache = tmp.path().join("cache");
     let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
     {
         let m = MountProc::start(&emu, &mnt, &args);
