@@ -76,23 +76,6 @@ fn names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-fn sample_id(emu: &EmulatorProc, filename: &str) -> String {
-    let body = emu.curl(&[
-        "-H",
-        &format!("X-API-Key: {KEY}"),
-        &format!("{}/api/v1/samples?per_page=1000", emu.url),
-    ]);
-    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-    let hit = list.iter().find(|s| s["filename"] == filename).unwrap();
-    hit["$uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn samples_appear_in_every_view_and_read_once_through_all_paths() {
     let a = account(&[]);
@@ -127,7 +110,7 @@ fn samples_appear_in_every_view_and_read_once_through_all_paths() {
         names(&s.join("by-tag/WGS")),
         BTreeSet::from(["gut.fastq.gz", "soil.fastq.gz"].map(String::from))
     );
-    let id = sample_id(&a.emu, "gut.fastq.gz");
+    let id = a.emu.id_in("samples", "gut.fastq.gz");
     let paths = [
         s.join("gut.fastq.gz"),
         s.join(".by-id").join(&id),
@@ -163,7 +146,7 @@ fn extended_attributes_describe_the_file_without_a_post() {
     let file = a.mount.dir.join("samples/gut.fastq.gz");
     let out = run_ok(Command::new("getfattr").args(["-d", "-m", "-"]).arg(&file));
     let text = String::from_utf8_lossy(&out.stdout);
-    let id = sample_id(&a.emu, "gut.fastq.gz");
+    let id = a.emu.id_in("samples", "gut.fastq.gz");
     for want in [
         format!("user.onecodex.id=\"{id}\""),
         format!("user.onecodex.uri=\"/api/v1/samples/{id}\""),

@@ -122,14 +122,7 @@ impl T {
 
     async fn id_of(&self, filename: &str) -> String {
         let docs = self.listing().await;
-        let d = docs.iter().find(|d| d["filename"] == filename).unwrap();
-        d["$uri"]
-            .as_str()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned()
+        id_of_uri(docs.iter().find(|d| d["filename"] == filename).unwrap())
     }
 }
 

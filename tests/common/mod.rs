@@ -86,12 +86,17 @@ impl EmulatorProc {
         self.stats()["posts_total"].as_u64().unwrap()
     }
 
-    /// The listing as the API gives it: (id, filename, size).
+    /// The document listing as the API gives it: (id, filename, size).
     pub fn documents(&self) -> Vec<(String, String, Option<u64>)> {
+        self.listing("documents")
+    }
+
+    /// A listing (`documents` or `samples`): (id, filename, size).
+    fn listing(&self, what: &str) -> Vec<(String, String, Option<u64>)> {
         let body = self.curl(&[
             "-H",
             &format!("X-API-Key: {KEY}"),
-            &format!("{}/api/v1/documents?per_page=1000", self.url),
+            &format!("{}/api/v1/{what}?per_page=1000", self.url),
         ]);
         let docs: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
         docs.iter()
@@ -114,8 +119,13 @@ impl EmulatorProc {
 
     /// The id of the document whose filename is `name` (must be unique).
     pub fn id_of(&self, name: &str) -> String {
-        let docs = self.documents();
-        let hits: Vec<_> = docs.iter().filter(|d| d.1 == name).collect();
+        self.id_in("documents", name)
+    }
+
+    /// The id of the item of listing `what` whose filename is `name`.
+    pub fn id_in(&self, what: &str, name: &str) -> String {
+        let items = self.listing(what);
+        let hits: Vec<_> = items.iter().filter(|d| d.1 == name).collect();
         assert_eq!(hits.len(), 1, "{name} should be listed once");
         hits[0].0.clone()
     }
