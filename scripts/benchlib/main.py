@@ -413,11 +413,15 @@ def cleanup(ctx):
 
 # --------------------------------------------------------------------------- report
 
+def ref_row(ctx, row):
+    return next((r for r in ctx.rows if r["workload"] == row["workload"] and r["system"] == row.get("ref")), None)
+
+
 def ratio(ctx, row):
     ref_name = row.get("ref")
     if not ref_name or row.get("median") is None:
         return None, None
-    ref = next((r for r in ctx.rows if r["workload"] == row["workload"] and r["system"] == ref_name), None)
+    ref = ref_row(ctx, row)
     if ref is None or not ref.get("median"):
         return None, ref_name
     if row["better"] == "higher":
@@ -442,13 +446,17 @@ def table(ctx):
     for r in sorted_rows(ctx):
         rt, ref_name = ratio(ctx, r)
         r["ratio"], r["ratio_ref"] = rt, ref_name
+        ref = ref_row(ctx, r)
+        r["paired_ratio"] = W.paired_ratio(r, ref) if ref else None
         notes = list(r["notes"])
         if r["error"]:
             notes.insert(0, "ERROR: " + r["error"])
         if r["workload"] == "rss-par" and r.get("budget_bytes") and r.get("median"):
             notes.append(f"{r['median'] * MiB / r['budget_bytes']:.0%} of the budget")
         lines.append([r["workload"], r["system"], fmt_num(r.get("median")), r["unit"],
-                      (f"{rt:.3g}x {ref_name}" if rt is not None else
+                      (f"{rt:.3g}x {ref_name}"
+                       + (f" (paired {r['paired_ratio']:.3g}x)" if r["paired_ratio"] is not None else "")
+                       if rt is not None else
                        ("(ref)" if r["system"] in REF_SYSTEMS and not r["error"] else "-")),
                       fmt_num(r.get("fetched_per_read")), str(len(r["samples"])), "; ".join(notes)])
     widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
@@ -461,9 +469,29 @@ def table(ctx):
     return "\n".join(out)
 
 
+def versus_peers(ctx):
+    """ocxfs against each peer on the same storage (seq, par): ratio of the
+    medians and, as rounds pair them, the median of the paired ratios."""
+    out = []
+    for wl in ("seq", "par"):
+        rows = {r["system"]: r for r in ctx.rows if r["workload"] == wl and r.get("median")}
+        for mine in ("ocxfs", "ocxfs-emu"):
+            for peer in ("rclone", "rclone-full", "httpdirfs", "httpdirfs-cache"):
+                if mine not in rows or peer not in rows:
+                    continue
+                if rows[mine].get("ref") != rows[peer].get("ref"):
+                    continue  # only rows on the same storage (the peers read from nginx)
+                paired = W.paired_ratio(rows[mine], rows[peer])
+                out.append({"workload": wl, "system": mine, "peer": peer,
+                            "ratio": rows[mine]["median"] / rows[peer]["median"], "paired_ratio": paired})
+    return out
+
+
 def write_json(ctx, final=False):
     for r in ctx.rows:
         r["ratio"], r["ratio_ref"] = ratio(ctx, r)
+        ref = ref_row(ctx, r)
+        r["paired_ratio"] = W.paired_ratio(r, ref) if ref else None
     doc = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "started": datetime.datetime.fromtimestamp(ctx.started, datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -484,7 +512,10 @@ def write_json(ctx, final=False):
         },
         "notes": ctx.notes,
         "ratio": "speed relative to the row's reference: median/ref for rates, ref/median for times; >1 is faster",
+        "paired_ratio": "rows measured in interleaved rounds (seq, par: each round runs the reference, then every "
+                        "system): the median over rounds of the same ratio within one round",
         "rows": sorted_rows(ctx),
+        "versus_peers": versus_peers(ctx),
     }
     if not ctx.json_kept and os.path.exists(ctx.json_path):
         # keep the previous run's results: bench.json -> bench-YYYYmmdd-HHMMSS.json
@@ -559,8 +590,9 @@ def main(argv):
     print()
     print(f"ocxfs benchmark ({a.profile_name}: {ctx.runs} run(s), medians; cap {ctx.cap:g}s per run; "
           f"{ctx.machine.get('nproc')} cores, kernel {ctx.machine.get('kernel')})")
-    print("speed vs ref: median/ref for rates, ref/median for times (>1 = faster than the reference). "
-          "fetched/read: bytes served by storage per byte read.")
+    print("speed vs ref: median/ref for rates, ref/median for times (>1 = faster than the reference); "
+          "paired: seq and par run in rounds (the reference, then each system), and this is the median "
+          "of the ratios within a round. fetched/read: bytes served by storage per byte read.")
     print("cold = page cache dropped + fresh mount; storage side "
           + ("cold (disk)" if ctx.cold_storage else "re-read into RAM after the drop (see --cold-storage)"))
     print()
@@ -571,6 +603,9 @@ def main(argv):
               f"(median {median(loads):.1f}; {ctx.machine.get('nproc')} cores: above that, other work shared the CPU)")
     print()
     print(table(ctx))
+    for v in versus_peers(ctx):
+        print(f"{v['workload']}: {v['system']} / {v['peer']} = {v['ratio']:.3g}x"
+              + (f" (paired {v['paired_ratio']:.3g}x)" if v["paired_ratio"] is not None else ""))
     if ctx.notes:
         print()
         for n in ctx.notes:

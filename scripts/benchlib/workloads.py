@@ -21,27 +21,39 @@ FUSE_ORDER = ["ocxfs", "ocxfs-emu", "rclone", "rclone-full", "httpdirfs", "httpd
 
 # --------------------------------------------------------------------------- rows
 
-def measure(ctx, workload, system, unit, better, run_fn, ref=None, note="", runs=None):
-    """Runs `run_fn(i)` up to `runs` times; each returns a dict with 'value'.
+class Series:
+    """One row (a workload on one system), measured run by run: `run_fn(i)`
+    returns a dict with 'value'.
 
     A run that hit the time cap is not repeated (the figure comes from the
     bytes actually read); an exception ends that system's row with an error
     note, never the whole benchmark.
     """
-    runs = runs or ctx.runs
-    row = {"workload": workload, "system": system, "unit": unit, "better": better, "ref": ref,
-           "samples": [], "runs": [], "notes": [n for n in [note] if n], "error": None}
-    log(f"{workload}: {system} ...")
-    for i in range(runs):
+
+    def __init__(self, ctx, workload, system, unit, better, run_fn, ref=None, note="", runs=None):
+        self.ctx, self.run_fn = ctx, run_fn
+        self.runs = runs or ctx.runs
+        self.done = False
+        self.row = {"workload": workload, "system": system, "unit": unit, "better": better, "ref": ref,
+                    "samples": [], "runs": [], "notes": [n for n in [note] if n], "error": None}
+
+    def run(self, i, ref=None):
+        """Run `i`; `ref`: the reference's row while it is measured alongside."""
+        row, ctx = self.row, self.ctx
+        workload, system, unit = row["workload"], row["system"], row["unit"]
+        if i == 0:
+            log(f"{workload}: {system} ...")
         load = os.getloadavg()[0]
         try:
-            d = run_fn(i)
+            d = self.run_fn(i)
         except Exception as e:  # noqa: BLE001 - a failing system becomes a row
             msg = f"{type(e).__name__}: {e}"
             row["error"] = msg[:300]
             log(f"{workload}: {system} failed: {msg[:300]}")
-            break
+            self.done = True
+            return
         d.setdefault("loadavg_1min_at_start", round(load, 2))
+        d["round"] = i
         row["runs"].append(d)
         row["samples"].append(d["value"])
         log(f"{workload}: {system} run {i + 1}: {d['value']:.4g} {unit}"
@@ -49,23 +61,65 @@ def measure(ctx, workload, system, unit, better, run_fn, ref=None, note="", runs
             + (" CAPPED" if d.get("capped") else ""))
         if d.get("note") and d["note"] not in row["notes"]:
             row["notes"].append(d["note"])
+        self.done = len(row["samples"]) >= self.runs
         if d.get("capped"):
             row["notes"].append(d.get("cap_note") or
                                 f"capped at {ctx.cap:g}s: figure from the bytes actually read; not repeated")
-            break
-        speed = speed_vs_ref(ctx, row, d["value"])
-        if i == 0 and runs > 1 and speed is not None and speed < ctx.far:
+            self.done = True
+            return
+        speed = speed_vs_ref(ctx, row, d["value"], ref)
+        if i == 0 and self.runs > 1 and speed is not None and speed < ctx.far:
             row["notes"].append(f"{speed:.2g}x the reference in run 1, far below {ctx.far:g}x: not repeated")
-            break
-    ctx.add_row(row)
-    return row
+            self.done = True
+
+    def finish(self):
+        self.ctx.add_row(self.row)
+        return self.row
 
 
-def speed_vs_ref(ctx, row, value):
-    ref = next((r for r in ctx.rows if r["workload"] == row["workload"] and r["system"] == row.get("ref")), None)
-    if ref is None or not ref.get("median") or not value:
+def measure(ctx, workload, system, unit, better, run_fn, ref=None, note="", runs=None):
+    """All runs of one system, then the next system's."""
+    series = Series(ctx, workload, system, unit, better, run_fn, ref, note, runs)
+    i = 0
+    while not series.done:
+        series.run(i)
+        i += 1
+    return series.finish()
+
+
+def measure_rounds(ctx, series):
+    """Interleaved: round i runs every system once, the reference first, so
+    that a slow spell of this shared machine falls on all of them alike and
+    each round gives a paired ratio (see `paired_ratio`)."""
+    by_name = {s.row["system"]: s for s in series}
+    i = 0
+    while not all(s.done for s in series):
+        for s in series:
+            if not s.done:
+                ref = by_name.get(s.row["ref"])
+                s.run(i, ref.row if ref else None)
+        i += 1
+    return [s.finish() for s in series]
+
+
+def speed_vs_ref(ctx, row, value, ref_row=None):
+    ref = ref_row or next((r for r in ctx.rows if r["workload"] == row["workload"]
+                           and r["system"] == row.get("ref")), None)
+    ref_value = median(ref["samples"]) if ref and ref["samples"] else None
+    if not ref_value or not value:
         return None
-    return value / ref["median"] if row["better"] == "higher" else ref["median"] / value
+    return value / ref_value if row["better"] == "higher" else ref_value / value
+
+
+def paired_ratio(row, ref):
+    """Median over rounds of this row's value over the reference's in the
+    same round (rows measured by `measure_rounds`), else None."""
+    ref_by_round = {d["round"]: d["value"] for d in ref["runs"] if "round" in d and d["value"]}
+    pairs = [(d["value"], ref_by_round[d["round"]]) for d in row["runs"]
+             if d.get("round") in ref_by_round and d["value"] and not d.get("capped")]
+    if not pairs or not row.get("paired"):
+        return None
+    return median([v / r if row["better"] == "higher" else r / v for v, r in pairs])
 
 
 def finish_row(row):
@@ -249,20 +303,22 @@ def curl_read_run(ctx, url_fn, rels_groups, warm_rels):
 def seq_like(ctx, workload, groups):
     warm = [r for g in groups for r in g]
     sel = ctx.selected
-    measure(ctx, workload, "curl", "MiB/s", "higher",
-            lambda i: curl_read_run(ctx, lambda r: nginx_url(ctx, r), groups, warm),
-            note="nginx" + (", 4 parallel curls" if len(groups) > 1 else ""))
+    series = [Series(ctx, workload, "curl", "MiB/s", "higher",
+                     lambda i: curl_read_run(ctx, lambda r: nginx_url(ctx, r), groups, warm),
+                     note="nginx" + (", 4 parallel curls" if len(groups) > 1 else ""))]
     if "curl-emu" in sel and ctx.emu_data:
-        measure(ctx, workload, "curl-emu", "MiB/s", "higher",
-                lambda i: curl_read_run(ctx, lambda r: ctx.emu_data.presign(os.path.basename(r)), groups, warm),
-                note="emulator presigned URL")
-    rows = []
+        series.append(Series(ctx, workload, "curl-emu", "MiB/s", "higher",
+                             lambda i: curl_read_run(ctx, lambda r: ctx.emu_data.presign(os.path.basename(r)),
+                                                     groups, warm),
+                             note="emulator presigned URL"))
     for name in with_fuse(ctx, sel):
         sysm = ctx.systems[name]
         ref = ref_for(ctx, sysm, "curl", "curl-emu")
-        rows.append(measure(ctx, workload, name, "MiB/s", "higher",
-                            lambda i, s=sysm: fuse_read_run(ctx, s, groups, warm), ref=ref, note=sysm.note))
-    return rows
+        series.append(Series(ctx, workload, name, "MiB/s", "higher",
+                             lambda i, s=sysm: fuse_read_run(ctx, s, groups, warm), ref=ref, note=sysm.note))
+    for s in series:
+        s.row["paired"] = True
+    return [r for r in measure_rounds(ctx, series) if r["system"] not in ("curl", "curl-emu")]
 
 
 def w_seq(ctx):
