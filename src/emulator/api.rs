@@ -25,14 +25,17 @@ const MAX_PER_PAGE: u64 = 1000;
 pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
     axum::Router::new()
         .route("/api/v1/account", get(account))
-        .route("/api/v1/documents", get(list_documents))
-        .route("/api/v1/documents/{id}", get(get_document))
-        .route("/api/v1/documents/{id}/download_uri", post(download_uri))
-        .route("/api/v1/samples", get(list_samples))
-        .route("/api/v1/samples/{id}", get(get_sample))
+        .route("/api/v1/documents", get(list_objects::<Documents>))
+        .route("/api/v1/documents/{id}", get(get_object::<Documents>))
+        .route(
+            "/api/v1/documents/{id}/download_uri",
+            post(download_uri::<Documents>),
+        )
+        .route("/api/v1/samples", get(list_objects::<Samples>))
+        .route("/api/v1/samples/{id}", get(get_object::<Samples>))
         .route(
             "/api/v1/samples/{id}/download_uri",
-            post(sample_download_uri),
+            post(download_uri::<Samples>),
         )
         .route("/api/v1/projects", get(list_projects))
         .route("/api/v1/projects/{id}", get(get_project))
@@ -368,17 +371,79 @@ fn page_headers(
     }
 }
 
+/// What differs between the document and the sample routes.
+trait Objects {
+    const KIND: Kind;
+    const PATH: &'static str;
+    /// The listing also offers cursor pagination (`X-Pagination-Style: cursor`).
+    const CURSOR: bool;
+    const LIST: (ApiRoute, Route);
+    const GET: (ApiRoute, Route);
+    const POST: Route;
+    fn json(d: &Document) -> impl Serialize + '_;
+    /// The `download_uri` answer for an object the caller may see.
+    fn download(shared: &Shared, headers: &HeaderMap, d: &Document) -> Response;
+}
+
+struct Documents;
+struct Samples;
+
+impl Objects for Documents {
+    const KIND: Kind = Kind::Document;
+    const PATH: &'static str = "/api/v1/documents";
+    const CURSOR: bool = false;
+    const LIST: (ApiRoute, Route) = (ApiRoute::List, Route::List);
+    const GET: (ApiRoute, Route) = (ApiRoute::Get, Route::Get);
+    const POST: Route = Route::Post;
+
+    fn json(d: &Document) -> impl Serialize + '_ {
+        DocumentJson::new(d)
+    }
+
+    fn download(shared: &Shared, headers: &HeaderMap, d: &Document) -> Response {
+        presigned(shared, headers, d)
+    }
+}
+
+impl Objects for Samples {
+    const KIND: Kind = Kind::Sample;
+    const PATH: &'static str = "/api/v1/samples";
+    const CURSOR: bool = true;
+    const LIST: (ApiRoute, Route) = (ApiRoute::ListSamples, Route::ListSamples);
+    const GET: (ApiRoute, Route) = (ApiRoute::GetSample, Route::GetSample);
+    const POST: Route = Route::PostSample;
+
+    fn json(d: &Document) -> impl Serialize + '_ {
+        SampleJson::new(d)
+    }
+
+    fn download(shared: &Shared, headers: &HeaderMap, d: &Document) -> Response {
+        if d.available() {
+            presigned(shared, headers, d)
+        } else {
+            error(
+                StatusCode::CONFLICT,
+                "Sample is not available for download",
+                None,
+            )
+        }
+    }
+}
+
+fn objects_json<O: Objects>(items: &[Arc<Document>]) -> Response {
+    Json(items.iter().map(|d| O::json(d)).collect::<Vec<_>>()).into_response()
+}
+
 /// A document or sample listing: page-number pagination, or cursor
-/// pagination (`X-Pagination-Style: cursor`) where `cursor_ok`.
-fn list_objects(
-    shared: &Shared,
-    headers: &HeaderMap,
+/// pagination where the kind offers it.
+async fn list_objects<O: Objects>(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     query: QueryResult,
-    kind: Kind,
-    path: &str,
-    cursor_ok: bool,
-    body: impl Fn(&[Arc<Document>]) -> Response,
 ) -> Response {
+    if let Some(fault) = enter(&shared, O::LIST.0, O::LIST.1, None) {
+        return fault;
+    }
     let Ok(Query(query)) = query else {
         return error(StatusCode::BAD_REQUEST, "Invalid query string", None);
     };
@@ -387,8 +452,8 @@ fn list_objects(
         Err(m) => return error(StatusCode::BAD_REQUEST, &m, None),
     };
     // Anonymous requests see only public data, of which this account has none.
-    let authed = authorized(headers, &shared.api_key);
-    let cursor_style = cursor_ok
+    let authed = authorized(&headers, &shared.api_key);
+    let cursor_style = O::CURSOR
         && headers
             .get("x-pagination-style")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cursor"));
@@ -401,14 +466,14 @@ fn list_objects(
             },
         };
         let slice = match authed {
-            true => shared.store.after(kind, from, per_page as usize),
+            true => shared.store.after(O::KIND, from, per_page as usize),
             false => super::store::Slice {
                 items: Vec::new(),
                 total: 0,
                 next_seq: None,
             },
         };
-        let mut resp = body(&slice.items);
+        let mut resp = objects_json::<O>(&slice.items);
         let h = resp.headers_mut();
         h.insert("x-total-count", HeaderValue::from(slice.total));
         if let Some(next) = slice.next_seq {
@@ -422,13 +487,13 @@ fn list_objects(
         let start = usize::try_from((page - 1).saturating_mul(per_page)).unwrap_or(usize::MAX);
         let slice = shared
             .store
-            .range(kind, start, start.saturating_add(per_page as usize));
+            .range(O::KIND, start, start.saturating_add(per_page as usize));
         (slice.items, slice.total)
     } else {
         (Vec::new(), 0)
     };
-    let mut resp = body(&items);
-    page_headers(&mut resp, headers, shared, path, total, page, per_page);
+    let mut resp = objects_json::<O>(&items);
+    page_headers(&mut resp, &headers, &shared, O::PATH, total, page, per_page);
     resp
 }
 
@@ -458,52 +523,6 @@ fn list_fixed<'a, S, T: Serialize>(
     let mut resp = Json(body).into_response();
     page_headers(&mut resp, headers, shared, path, all.len(), page, per_page);
     resp
-}
-
-async fn list_documents(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    query: QueryResult,
-) -> Response {
-    if let Some(fault) = enter(&shared, ApiRoute::List, Route::List, None) {
-        return fault;
-    }
-    list_objects(
-        &shared,
-        &headers,
-        query,
-        Kind::Document,
-        "/api/v1/documents",
-        false,
-        |items| {
-            Json(
-                items
-                    .iter()
-                    .map(|d| DocumentJson::new(d))
-                    .collect::<Vec<_>>(),
-            )
-            .into_response()
-        },
-    )
-}
-
-async fn list_samples(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    query: QueryResult,
-) -> Response {
-    if let Some(fault) = enter(&shared, ApiRoute::ListSamples, Route::ListSamples, None) {
-        return fault;
-    }
-    list_objects(
-        &shared,
-        &headers,
-        query,
-        Kind::Sample,
-        "/api/v1/samples",
-        true,
-        |items| Json(items.iter().map(|d| SampleJson::new(d)).collect::<Vec<_>>()).into_response(),
-    )
 }
 
 async fn list_projects(
@@ -567,35 +586,17 @@ async fn get_tag(
     }
 }
 
-async fn get_document(
+async fn get_object<O: Objects>(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(fault) = enter(&shared, ApiRoute::Get, Route::Get, Some(&id)) {
+    if let Some(fault) = enter(&shared, O::GET.0, O::GET.1, Some(&id)) {
         return fault;
     }
-    // Without a key a private document looks missing, as on the real API.
-    match shared.store.get_kind(Kind::Document, &id) {
-        Some(d) if authorized(&headers, &shared.api_key) => {
-            Json(DocumentJson::new(&d)).into_response()
-        }
-        _ => not_found(),
-    }
-}
-
-async fn get_sample(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(fault) = enter(&shared, ApiRoute::GetSample, Route::GetSample, Some(&id)) {
-        return fault;
-    }
-    match shared.store.get_kind(Kind::Sample, &id) {
-        Some(d) if authorized(&headers, &shared.api_key) => {
-            Json(SampleJson::new(&d)).into_response()
-        }
+    // Without a key a private object looks missing, as on the real API.
+    match shared.store.get_kind(O::KIND, &id) {
+        Some(d) if authorized(&headers, &shared.api_key) => Json(O::json(&d)).into_response(),
         _ => not_found(),
     }
 }
@@ -616,62 +617,24 @@ fn presigned(shared: &Shared, headers: &HeaderMap, doc: &Document) -> Response {
     .into_response()
 }
 
-/// Both download routes: count the POST (a charge), inject a fault if one
-/// is set, check the key, find the object, then let `answer` reply.
-fn download_route(
-    shared: &Shared,
-    headers: &HeaderMap,
-    route: Route,
-    kind: Kind,
-    id: &str,
-    answer: impl FnOnce(&Document) -> Response,
+/// The charging POST: count it, inject a fault if one is set, check the
+/// key, find the object, then answer as its kind does.
+async fn download_uri<O: Objects>(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
-    shared.stats.post(id);
-    if let Some(fault) = injected_fault(shared, route, Some(id)) {
+    shared.stats.post(&id);
+    if let Some(fault) = injected_fault(&shared, O::POST, Some(&id)) {
         return fault;
     }
-    if !authorized(headers, &shared.api_key) {
+    if !authorized(&headers, &shared.api_key) {
         return not_logged_in();
     }
-    match shared.store.get_kind(kind, id) {
-        Some(doc) => answer(&doc),
+    match shared.store.get_kind(O::KIND, &id) {
+        Some(doc) => O::download(&shared, &headers, &doc),
         None => not_found(),
     }
-}
-
-async fn download_uri(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    download_route(&shared, &headers, Route::Post, Kind::Document, &id, |doc| {
-        presigned(&shared, &headers, doc)
-    })
-}
-
-async fn sample_download_uri(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    download_route(
-        &shared,
-        &headers,
-        Route::PostSample,
-        Kind::Sample,
-        &id,
-        |doc| {
-            if doc.available() {
-                presigned(&shared, &headers, doc)
-            } else {
-                error(
-                    StatusCode::CONFLICT,
-                    "Sample is not available for download",
-                    None,
-                )
-            }
-        },
-    )
 }
 
 #[cfg(test)]
