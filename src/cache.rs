@@ -85,6 +85,21 @@ struct Inner {
     pending: HashMap<BlockKey, Arc<Job>>,
 }
 
+impl Inner {
+    /// Drop `job`'s claim on `key` and its reservation, if it still holds
+    /// them (another job may have claimed the block since).
+    fn unclaim(&mut self, key: BlockKey, job: &Job) {
+        if self
+            .pending
+            .get(&key)
+            .is_some_and(|j| std::ptr::eq(Arc::as_ptr(j), job))
+        {
+            self.pending.remove(&key);
+            self.reserved -= BLOCK_SIZE;
+        }
+    }
+}
+
 /// The outcome of a claim: jobs to run, and where the budget stopped a
 /// read-ahead claim (the first block not claimed), if it did.
 pub struct Claimed {
@@ -201,14 +216,7 @@ impl BlockCache {
             let mut inner = self.lock();
             // A cancelled job may still deliver a block: its reservation was
             // already released by `fail_job`.
-            if inner
-                .pending
-                .get(&key)
-                .is_some_and(|j| std::ptr::eq(Arc::as_ptr(j), job))
-            {
-                inner.pending.remove(&key);
-                inner.reserved -= BLOCK_SIZE;
-            }
+            inner.unclaim(key, job);
             inner.ready_bytes += data.len() as u64;
             if let Some(old) = inner.ready.put(key, data) {
                 inner.ready_bytes -= old.len() as u64;
@@ -231,14 +239,7 @@ impl BlockCache {
                     file: job.file,
                     index,
                 };
-                if inner
-                    .pending
-                    .get(&key)
-                    .is_some_and(|j| std::ptr::eq(Arc::as_ptr(j), job))
-                {
-                    inner.pending.remove(&key);
-                    inner.reserved -= BLOCK_SIZE;
-                }
+                inner.unclaim(key, job);
             }
         }
         job.progress.send_modify(|p| p.error = Some(error));
