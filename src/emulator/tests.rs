@@ -94,9 +94,21 @@ impl T {
     }
 
     async fn get(&self, url: &str, range: Option<&str>) -> reqwest::Response {
+        self.get_if_match(url, range, None).await
+    }
+
+    async fn get_if_match(
+        &self,
+        url: &str,
+        range: Option<&str>,
+        etag: Option<&str>,
+    ) -> reqwest::Response {
         let mut rq = self.http.get(url);
         if let Some(r) = range {
             rq = rq.header("Range", r);
+        }
+        if let Some(e) = etag {
+            rq = rq.header("If-Match", e);
         }
         rq.send().await.unwrap()
     }
@@ -187,37 +199,23 @@ async fn auth_listing_and_pagination() {
     }
 
     // Three pages, followed through the Link header.
-    let mut url = t.url("/api/v1/documents?per_page=50");
-    let mut ids = Vec::new();
-    let mut pages = 0;
-    loop {
-        let r = t
-            .http
-            .get(&url)
-            .header("X-API-Key", DEMO_API_KEY)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(header(&r, "x-total-count"), Some("120"));
-        let link = header(&r, "link").map(str::to_owned);
-        let page: Vec<Value> = r.json().await.unwrap();
-        pages += 1;
-        assert_eq!(page.len(), if pages < 3 { 50 } else { 20 });
-        ids.extend(page.iter().map(|d| d["$uri"].as_str().unwrap().to_owned()));
-        let Some(link) = link else { break };
-        let next = link
-            .split(", ")
-            .find(|l| l.ends_with("rel=\"next\""))
-            .unwrap();
-        assert!(link.contains("page=3&per_page=50>; rel=\"last\""));
-        url = next[1..next.find('>').unwrap()].to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"));
-    }
+    let (items, pages) = t.all_pages("/api/v1/documents?per_page=50").await;
     assert_eq!(pages, 3);
+    let ids: Vec<String> = items
+        .iter()
+        .map(|d| d["$uri"].as_str().unwrap().to_owned())
+        .collect();
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), 120);
+    // The first page tells the total and links the last page, absolutely.
+    let r = t.api("/api/v1/documents?per_page=50").await;
+    assert_eq!(header(&r, "x-total-count"), Some("120"));
+    let link = header(&r, "link").unwrap().to_owned();
+    assert!(link.contains("page=3&per_page=50>; rel=\"last\""));
+    assert!(link.starts_with("<http://127.0.0.1:"));
+    assert_eq!(r.json::<Vec<Value>>().await.unwrap().len(), 50);
     // A page past the end is empty.
     let r = t.api("/api/v1/documents?page=4&per_page=50").await;
     assert_eq!(r.json::<Value>().await.unwrap(), serde_json::json!([]));
@@ -232,7 +230,7 @@ async fn auth_listing_and_pagination() {
 
     let s = t.emu.stats();
     assert_eq!(s.api_requests.account, 4);
-    assert_eq!(s.api_requests.list_documents, 5);
+    assert_eq!(s.api_requests.list_documents, 6);
     assert_eq!(s.api_requests.get_document, 2);
 
     // Ids are stable across restarts; a shuffle is a fixed permutation.
@@ -388,14 +386,7 @@ async fn storage_ranges_conditions_and_counters() {
     );
 
     // If-Match with the current ETag passes.
-    let r = t
-        .http
-        .get(&url)
-        .header("Range", "bytes=0-9")
-        .header("If-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get_if_match(&url, Some("bytes=0-9"), Some(&etag)).await;
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert!(r.bytes().await.unwrap()[..] == data[..10]);
     expected_bytes += 10;
@@ -405,14 +396,7 @@ async fn storage_ranges_conditions_and_counters() {
         .control(&format!("/_emulator/documents/{id}/change"), None)
         .await;
     assert_eq!(r.json::<Value>().await.unwrap()["generation"], 1);
-    let r = t
-        .http
-        .get(&url)
-        .header("Range", "bytes=0-9")
-        .header("If-Match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get_if_match(&url, Some("bytes=0-9"), Some(&etag)).await;
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
     assert_eq!(s3_code(r).await, "PreconditionFailed");
     let r = t.get(&url, Some("bytes=0-9")).await;
@@ -1044,13 +1028,7 @@ async fn samples_manifest_projects_tags_and_downloads() {
         Some(format!("bytes 1048000-1049999/{}", data.len()).as_str())
     );
     assert!(r.bytes().await.unwrap()[..] == data[1_048_000..1_050_000]);
-    let r = t
-        .http
-        .get(&url)
-        .header("If-Match", "\"nope\"")
-        .send()
-        .await
-        .unwrap();
+    let r = t.get_if_match(&url, None, Some("\"nope\"")).await;
     assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
     // A storage fault naming the sample id.
     t.control(
