@@ -37,10 +37,25 @@ fn fixture() -> Fixture {
     }
 }
 
-/// Read both documents through `m`; every byte must be right.
-fn read_both(m: &MountProc, data: &[Vec<u8>]) {
-    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
-    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+impl Fixture {
+    /// A disk cache and no kept URLs: only the disk cache can spare POSTs.
+    fn disk_cache_only(&self) -> [&str; 3] {
+        [
+            "--cache-dir",
+            self.cache.to_str().unwrap(),
+            "--no-persist-urls",
+        ]
+    }
+
+    fn mount(&self, args: &[&str]) -> MountProc {
+        MountProc::start(&self.emu, &self.mnt, args)
+    }
+
+    /// Read both documents through `m`; every byte must be right.
+    fn read_both(&self, m: &MountProc) {
+        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == self.data[0]);
+        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == self.data[1]);
+    }
 }
 
 fn docs(dir: &Path) -> Vec<Vec<u8>> {
@@ -54,44 +69,38 @@ fn docs(dir: &Path) -> Vec<Vec<u8>> {
 #[test]
 fn the_mount_helper_takes_mount_options() {
     require_fuse();
-    let Fixture {
-        tmp,
-        data,
-        emu,
-        mnt,
-        ..
-    } = fixture();
-    let key = tmp.path().join("key");
+    let f = fixture();
+    let key = f.tmp.path().join("key");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let helper = tmp.path().join("mount.fuse.ocxfs");
+    let helper = f.tmp.path().join("mount.fuse.ocxfs");
     std::os::unix::fs::symlink(bin(), &helper).unwrap();
     let opts = format!(
         "api_base={},api_key_file={},_netdev,nosuid,listing_ttl=5,log_file={}",
-        emu.url,
+        f.emu.url,
         key.display(),
-        tmp.path().join("log").display()
+        f.tmp.path().join("log").display()
     );
     run_ok(
         Command::new(&helper)
-            .args(["none", mnt.to_str().unwrap(), "-o", &opts])
+            .args(["none", f.mnt.to_str().unwrap(), "-o", &opts])
             .env_remove("ONE_CODEX_API_KEY")
-            .env("XDG_STATE_HOME", tmp.path().join("state")),
+            .env("XDG_STATE_HOME", f.tmp.path().join("state")),
     );
-    let mounted = is_mounted(&mnt);
-    let read = std::fs::read(mnt.join("documents/b.csv"));
+    let mounted = is_mounted(&f.mnt);
+    let read = std::fs::read(f.mnt.join("documents/b.csv"));
     let un = Command::new(bin())
         .arg("unmount")
-        .arg(&mnt)
+        .arg(&f.mnt)
         .status()
         .unwrap();
     assert!(mounted);
-    assert!(read.unwrap() == data[1]);
-    assert!(un.success() && !is_mounted(&mnt));
+    assert!(read.unwrap() == f.data[1]);
+    assert!(un.success() && !is_mounted(&f.mnt));
 
     // An API key in the options would be visible to every user: refused.
     let out = Command::new(&helper)
-        .args(["none", mnt.to_str().unwrap(), "-o", "api_key=abc"])
+        .args(["none", f.mnt.to_str().unwrap(), "-o", "api_key=abc"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -121,52 +130,40 @@ fn mount_dash_t_fuse_ocxfs_works_through_the_installed_helper() {
         }
     }
     let _remove = Remove(ours);
-    let Fixture {
-        tmp,
-        data,
-        emu,
-        mnt,
-        ..
-    } = fixture();
-    let key = tmp.path().join("key");
+    let f = fixture();
+    let key = f.tmp.path().join("key");
     std::fs::write(&key, KEY).unwrap();
     let status = Command::new("mount")
-        .args(["-t", "fuse.ocxfs", "none", mnt.to_str().unwrap(), "-o"])
+        .args(["-t", "fuse.ocxfs", "none", f.mnt.to_str().unwrap(), "-o"])
         .arg(format!(
             "api_base={},api_key_file={}",
-            emu.url,
+            f.emu.url,
             key.display()
         ))
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .env("XDG_STATE_HOME", f.tmp.path().join("state"))
         .status()
         .unwrap();
     assert!(status.success());
-    let read = std::fs::read(mnt.join("documents/a.fastq"));
-    let un = Command::new("umount").arg(&mnt).status().unwrap();
-    assert!(read.unwrap() == data[0]);
-    assert!(un.success() && !is_mounted(&mnt));
+    let read = std::fs::read(f.mnt.join("documents/a.fastq"));
+    let un = Command::new("umount").arg(&f.mnt).status().unwrap();
+    assert!(read.unwrap() == f.data[0]);
+    assert!(un.success() && !is_mounted(&f.mnt));
 }
 
 #[test]
 fn a_remount_within_the_url_lifetime_makes_no_post() {
-    let Fixture {
-        tmp: _tmp,
-        data,
-        emu,
-        mnt,
-        ..
-    } = fixture();
+    let f = fixture();
     {
-        let m = MountProc::start(&emu, &mnt, &[]);
-        read_both(&m, &data);
+        let m = f.mount(&[]);
+        f.read_both(&m);
     }
-    assert_eq!(emu.posts_total(), 2);
+    assert_eq!(f.emu.posts_total(), 2);
     {
-        let m = MountProc::start(&emu, &mnt, &[]);
-        read_both(&m, &data);
+        let m = f.mount(&[]);
+        f.read_both(&m);
     }
-    assert_eq!(emu.posts_total(), 2, "the remount reused the kept URLs");
-    let urls = state_home(&mnt).join("ocxfs/urls");
+    assert_eq!(f.emu.posts_total(), 2, "the remount reused the kept URLs");
+    let urls = state_home(&f.mnt).join("ocxfs/urls");
     assert_eq!(
         std::fs::metadata(&urls).unwrap().permissions().mode() & 0o777,
         0o700
@@ -181,11 +178,11 @@ fn a_remount_within_the_url_lifetime_makes_no_post() {
         0o600
     );
     {
-        let m = MountProc::start(&emu, &mnt, &["--no-persist-urls"]);
-        read_both(&m, &data);
+        let m = f.mount(&["--no-persist-urls"]);
+        f.read_both(&m);
     }
     assert_eq!(
-        emu.posts_total(),
+        f.emu.posts_total(),
         4,
         "without kept URLs each file POSTs again"
     );
@@ -193,21 +190,15 @@ fn a_remount_within_the_url_lifetime_makes_no_post() {
 
 #[test]
 fn stats_json_matches_the_emulator_counters() {
-    let Fixture {
-        tmp: _tmp,
-        data,
-        emu,
-        mnt,
-        ..
-    } = fixture();
-    let m = MountProc::start(&emu, &mnt, &[]);
+    let f = fixture();
+    let m = f.mount(&[]);
     for _ in 0..3 {
-        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
+        assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == f.data[0]);
     }
-    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
-    let out = run_ok(Command::new(bin()).args(["stats", "--json"]).arg(&mnt));
+    assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == f.data[1]);
+    let out = run_ok(Command::new(bin()).args(["stats", "--json"]).arg(&f.mnt));
     let ours: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let theirs = emu.stats();
+    let theirs = f.emu.stats();
     assert_eq!(ours["posts"], theirs["posts_total"]);
     for (id, n) in theirs["posts"].as_object().unwrap() {
         assert_eq!(
@@ -221,12 +212,12 @@ fn stats_json_matches_the_emulator_counters() {
     assert_eq!(ours["bytes_fetched"], theirs["storage_bytes"]);
     assert_eq!(
         ours["bytes_fetched"].as_u64().unwrap(),
-        (data[0].len() + data[1].len()) as u64
+        (f.data[0].len() + f.data[1].len()) as u64
     );
     assert_eq!(ours["documents"], 2);
     let human = Command::new(bin())
         .args(["stats", "--per-document"])
-        .arg(&mnt)
+        .arg(&f.mnt)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&human.stdout);
@@ -237,18 +228,18 @@ fn stats_json_matches_the_emulator_counters() {
 #[test]
 fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     require_fuse();
-    let Fixture { tmp, emu, mnt, .. } = fixture();
-    let socket_path = tmp.path().join("notify.sock");
+    let f = fixture();
+    let socket_path = f.tmp.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(std::time::Duration::from_secs(20)))
         .unwrap();
     let mut child = Command::new(bin())
         .arg("mount")
-        .arg(&mnt)
-        .args(["--foreground", "--api-base", &emu.url, "--api-key", KEY])
+        .arg(&f.mnt)
+        .args(["--foreground", "--api-base", &f.emu.url, "--api-key", KEY])
         .env("NOTIFY_SOCKET", &socket_path)
-        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .env("XDG_STATE_HOME", f.tmp.path().join("state"))
         .spawn()
         .unwrap();
     let mut buf = [0u8; 64];
@@ -257,7 +248,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
         .as_ref()
         .map(|n| &buf[..*n] == b"READY=1")
         .unwrap_or(false)
-        && is_mounted(&mnt);
+        && is_mounted(&f.mnt);
     // SAFETY: plain kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let stopping = socket.recv(&mut buf).map(|n| buf[..n].to_vec());
@@ -268,7 +259,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     );
     assert_eq!(stopping.unwrap(), b"STOPPING=1");
     assert!(status.success());
-    assert!(!is_mounted(&mnt));
+    assert!(!is_mounted(&f.mnt));
 }
 
 fn file_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64, u32)> {
@@ -292,31 +283,24 @@ fn stats_json(mnt: &Path) -> serde_json::Value {
 
 #[test]
 fn the_disk_cache_serves_a_remount_with_no_post_and_no_get() {
-    let Fixture {
-        data,
-        emu,
-        mnt,
-        cache,
-        // Bound, so the directory lives as long as the test.
-        tmp: _tmp,
-    } = fixture();
-    // Without kept URLs, so that only the disk cache can spare the POSTs.
-    let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
+    let f = fixture();
+    let args = f.disk_cache_only();
     {
-        let m = MountProc::start(&emu, &mnt, &args);
-        read_both(&m, &data);
+        let m = f.mount(&args);
+        f.read_both(&m);
     }
-    assert_eq!(emu.posts_total(), 2);
-    let files = file_sizes(&cache);
+    assert_eq!(f.emu.posts_total(), 2);
+    let files = file_sizes(&f.cache);
     assert!(files.iter().all(|(_, _, mode)| *mode == 0o600), "{files:?}");
-    emu.control("reset-stats");
-    let m = MountProc::start(&emu, &mnt, &args);
-    read_both(&m, &data);
-    let theirs = emu.stats();
+    f.emu.control("reset-stats");
+    let m = f.mount(&args);
+    f.read_both(&m);
+    let theirs = f.emu.stats();
     assert_eq!(theirs["posts_total"], 0, "{theirs}");
     assert_eq!(theirs["range_gets"], 0, "{theirs}");
-    let ours = stats_json(&mnt);
-    let blocks = data
+    let ours = stats_json(&f.mnt);
+    let blocks = f
+        .data
         .iter()
         .map(|d| d.len().div_ceil(64 * 1024) as u64)
         .sum::<u64>();
@@ -330,22 +314,15 @@ fn the_disk_cache_serves_a_remount_with_no_post_and_no_get() {
 
 #[test]
 fn a_damaged_disk_block_is_detected_and_fetched_again() {
-    let Fixture {
-        data,
-        emu,
-        mnt,
-        cache,
-        // Bound, so the directory lives as long as the test.
-        tmp: _tmp,
-    } = fixture();
-    let args = ["--cache-dir", cache.to_str().unwrap()];
+    let f = fixture();
+    let args = ["--cache-dir", f.cache.to_str().unwrap()];
     {
-        let m = MountProc::start(&emu, &mnt, &args);
-        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == data[1]);
+        let m = f.mount(&args);
+        assert!(std::fs::read(m.docs().join("b.csv")).unwrap() == f.data[1]);
     }
     // Flip one byte in the data of one block of b.csv.
-    let id = emu.id_of("b.csv");
-    let (block, _, _) = file_sizes(&cache)
+    let id = f.emu.id_of("b.csv");
+    let (block, _, _) = file_sizes(&f.cache)
         .into_iter()
         .find(|(p, len, _)| {
             p.to_str().unwrap().contains(&id) && p.file_name().unwrap() == "3" && *len > 1000
@@ -354,42 +331,31 @@ fn a_damaged_disk_block_is_detected_and_fetched_again() {
     let mut raw = std::fs::read(&block).unwrap();
     raw[1000] ^= 0x40;
     std::fs::write(&block, &raw).unwrap();
-    emu.control("reset-stats");
-    let m = MountProc::start(&emu, &mnt, &args);
+    f.emu.control("reset-stats");
+    let m = f.mount(&args);
     assert!(
-        std::fs::read(m.docs().join("b.csv")).unwrap() == data[1],
+        std::fs::read(m.docs().join("b.csv")).unwrap() == f.data[1],
         "the damage reached a reader"
     );
-    let ours = stats_json(&mnt);
+    let ours = stats_json(&f.mnt);
     assert_eq!(ours["disk_cache"]["damaged_blocks"], 1, "{ours}");
-    let gets = emu.stats()["range_gets"].as_u64().unwrap();
+    let gets = f.emu.stats()["range_gets"].as_u64().unwrap();
     assert!(gets >= 1, "the damaged block was fetched again");
 }
 
 #[test]
 fn the_disk_cache_stays_under_its_limit() {
-    let Fixture {
-        data,
-        emu,
-        mnt,
-        cache,
-        // Bound, so the directory lives as long as the test.
-        tmp: _tmp,
-    } = fixture();
+    let f = fixture();
     let limit = 1024 * 1024;
-    let m = MountProc::start(
-        &emu,
-        &mnt,
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--max-cache-size",
-            "1M",
-        ],
-    );
-    read_both(&m, &data);
+    let m = f.mount(&[
+        "--cache-dir",
+        f.cache.to_str().unwrap(),
+        "--max-cache-size",
+        "1M",
+    ]);
+    f.read_both(&m);
     drop(m);
-    let blocks: u64 = file_sizes(&cache)
+    let blocks: u64 = file_sizes(&f.cache)
         .iter()
         .filter(|(p, _, _)| p.file_name().unwrap() != "meta.json")
         .map(|(_, len, _)| len)
@@ -403,17 +369,10 @@ fn the_disk_cache_stays_under_its_limit() {
 
 #[test]
 fn prefetch_says_what_it_will_post_then_fills_the_disk_cache() {
-    let Fixture {
-        data,
-        emu,
-        mnt,
-        cache,
-        // Bound, so the directory lives as long as the test.
-        tmp: _tmp,
-    } = fixture();
-    let args = ["--cache-dir", cache.to_str().unwrap(), "--no-persist-urls"];
+    let f = fixture();
+    let args = f.disk_cache_only();
     {
-        let m = MountProc::start(&emu, &mnt, &args);
+        let m = f.mount(&args);
         // Without --yes and nobody to ask: nothing happens.
         let refused = Command::new(bin())
             .arg("prefetch")
@@ -428,7 +387,7 @@ fn prefetch_says_what_it_will_post_then_fills_the_disk_cache() {
             "{said}"
         );
         assert!(said.contains("--yes"), "{said}");
-        assert_eq!(emu.posts_total(), 0);
+        assert_eq!(f.emu.posts_total(), 0);
         let out = Command::new(bin())
             .args(["prefetch", "--yes"])
             .arg(m.docs())
@@ -438,7 +397,7 @@ fn prefetch_says_what_it_will_post_then_fills_the_disk_cache() {
         assert!(out.status.success(), "{said}");
         assert!(said.contains("2 of 2 files read"), "{said}");
         assert!(said.contains("2 download_uri POSTs made"), "{said}");
-        assert_eq!(emu.posts_total(), 2);
+        assert_eq!(f.emu.posts_total(), 2);
         // Once the URLs are cached, the same prefetch announces no POST.
         let again = Command::new(bin())
             .args(["prefetch"])
@@ -449,8 +408,8 @@ fn prefetch_says_what_it_will_post_then_fills_the_disk_cache() {
         assert!(again.status.success());
         assert!(String::from_utf8_lossy(&again.stderr).contains("at most 0 download_uri POSTs"));
     }
-    emu.control("reset-stats");
-    let m = MountProc::start(&emu, &mnt, &args);
-    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == data[0]);
-    assert_eq!(emu.stats()["range_gets"], 0, "served from the disk cache");
+    f.emu.control("reset-stats");
+    let m = f.mount(&args);
+    assert!(std::fs::read(m.docs().join("a.fastq")).unwrap() == f.data[0]);
+    assert_eq!(f.emu.stats()["range_gets"], 0, "served from the disk cache");
 }
