@@ -113,6 +113,13 @@ impl T {
         rq.send().await.unwrap()
     }
 
+    /// A control endpoint's JSON answer (no key needed).
+    async fn control_get<J: serde::de::DeserializeOwned>(&self, path: &str) -> J {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
     async fn control(&self, path: &str, body: Option<Value>) -> reqwest::Response {
         let mut rq = self.http.post(self.url(path));
         if let Some(b) = body {
@@ -449,15 +456,7 @@ async fn storage_ranges_conditions_and_counters() {
     assert_eq!(s.expired_403, 0);
 
     // The HTTP view is the same data; reset zeroes it.
-    let http: Stats = t
-        .http
-        .get(t.url("/_emulator/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let http: Stats = t.control_get("/_emulator/stats").await;
     assert_eq!(http, s);
     assert_eq!(
         t.control("/_emulator/reset-stats", None).await.status(),
@@ -576,15 +575,7 @@ async fn faults() {
 
     // api_status 402 on the POST, restricted to one document.
     add(serde_json::json!({"kind": "api_status", "route": "post", "status": 402, "doc": id})).await;
-    let listed: Value = t
-        .http
-        .get(t.url("/_emulator/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = t.control_get("/_emulator/faults").await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let r = t.post_uri(&id).await;
     assert_eq!(r.status(), StatusCode::PAYMENT_REQUIRED);
