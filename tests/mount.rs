@@ -42,6 +42,16 @@ fn tricky_docs(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// The names in a directory, less the `.by-id` view.
+/// The tricky documents under `root`, their emulator, and a mount of it.
+fn tricky_mount(root: &Path) -> (std::path::PathBuf, EmulatorProc, MountProc) {
+    let (docs, manifest) = tricky_docs(root);
+    let emu = EmulatorProc::start(&docs, &["--manifest", manifest.to_str().unwrap()]);
+    let mnt = root.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = MountProc::start(&emu, &mnt, &[]);
+    (docs, emu, m)
+}
+
 fn names_in(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -53,11 +63,7 @@ fn names_in(dir: &Path) -> BTreeSet<String> {
 #[test]
 fn lists_every_document_with_safe_unique_names_and_right_sizes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (docs, manifest) = tricky_docs(tmp.path());
-    let emu = EmulatorProc::start(&docs, &["--manifest", manifest.to_str().unwrap()]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let m = MountProc::start(&emu, &mnt, &[]);
+    let (docs, emu, m) = tricky_mount(tmp.path());
 
     assert_eq!(
         names_in(&m.dir),
@@ -143,11 +149,7 @@ fn lists_every_document_with_safe_unique_names_and_right_sizes() {
 #[test]
 fn cp_and_cat_give_byte_identical_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let (docs, manifest) = tricky_docs(tmp.path());
-    let emu = EmulatorProc::start(&docs, &["--manifest", manifest.to_str().unwrap()]);
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let m = MountProc::start(&emu, &mnt, &[]);
+    let (docs, emu, m) = tricky_mount(tmp.path());
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
 
