@@ -603,6 +603,13 @@ def main(argv):
               f"(median {median(loads):.1f}; {ctx.machine.get('nproc')} cores: above that, other work shared the CPU)")
     print()
     print(table(ctx))
+    for wl in ("seq", "par"):
+        cpu = [(r["system"], median(x for x in (d.get("machine_cpu_s_per_gib") for d in r["runs"]) if x))
+               for r in sorted_rows(ctx) if r["workload"] == wl
+               and any(d.get("machine_cpu_s_per_gib") for d in r["runs"])]
+        if cpu:
+            print(f"{wl}: CPU seconds per GiB read, whole machine ({ctx.machine.get('nproc')} cores), median: "
+                  + ", ".join(f"{name} {x:.2f}" for name, x in cpu))
     for v in versus_peers(ctx):
         print(f"{v['workload']}: {v['system']} / {v['peer']} = {v['ratio']:.3g}x"
               + (f" (paired {v['paired_ratio']:.3g}x)" if v["paired_ratio"] is not None else ""))

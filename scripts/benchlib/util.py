@@ -101,6 +101,14 @@ def force_unmount(path):
     return not is_mounted(path)
 
 
+def cpu_busy_seconds():
+    """CPU time the whole machine has spent busy (user, system, interrupts)
+    since boot, summed over its cores: from the first line of /proc/stat."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in f.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def drop_caches():
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
@@ -201,3 +209,4 @@ def fmt_num(x):
 
 
 MiB = 1 << 20
+GiB = 1 << 30

@@ -12,7 +12,7 @@ import urllib.parse
 
 from .servers import EmuCounter, Emulator
 from .systems import Httpdirfs, Ocxfs, Rclone
-from .util import MiB, drop_caches, log, median, now, warm_files
+from .util import GiB, MiB, cpu_busy_seconds, drop_caches, log, median, now, warm_files
 
 READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reader.py")
 
@@ -268,7 +268,9 @@ def fuse_read_run(ctx, sysm, groups, warm_rels):
     try:
         check_sizes(ctx, sysm, rels)
         m = sysm.counter.mark()
+        busy = cpu_busy_seconds()
         res = run_readers(ctx, [[sysm.path(r) for r in g] for g in groups], sysm)
+        busy = cpu_busy_seconds() - busy
         hwm = sysm.hwm()
     finally:
         sysm.unmount()
@@ -276,13 +278,16 @@ def fuse_read_run(ctx, sysm, groups, warm_rels):
     total, secs, capped = throughput(res)
     return {"value": total / MiB / secs, "bytes": total, "seconds": secs, "capped": capped,
             "storage_bytes": fetched, "storage_requests": reqs,
-            "fetched_per_read": fetched / total if total else None, "vm_hwm_bytes": hwm}
+            "fetched_per_read": fetched / total if total else None, "vm_hwm_bytes": hwm,
+            "machine_cpu_s_per_gib": busy / (total / GiB) if total else None}
 
 
 def curl_read_run(ctx, url_fn, rels_groups, warm_rels):
     prepare_storage(ctx, warm_rels)
     urls = [[url_fn(r) for r in g] for g in rels_groups]
+    busy = cpu_busy_seconds()
     results, wall = run_curls(ctx, [curl(ctx, u) for u in urls], ctx.cap)
+    busy = cpu_busy_seconds() - busy
     total = 0
     capped = False
     for rc, out, err in results:
@@ -295,7 +300,8 @@ def curl_read_run(ctx, url_fn, rels_groups, warm_rels):
     # curl's own clocks, without process start-up; parallel curls start within
     # a few ms of each other, so the slowest one's time is the aggregate's
     secs = max(sum(r[3] for r in parse_curl(out)) for _, out, _ in results)
-    return {"value": total / MiB / secs, "bytes": total, "seconds": secs, "capped": capped}
+    return {"value": total / MiB / secs, "bytes": total, "seconds": secs, "capped": capped,
+            "machine_cpu_s_per_gib": busy / (total / GiB) if total else None}
 
 
 # --------------------------------------------------------------------------- 1 + 2 (+9)
