@@ -413,15 +413,11 @@ def cleanup(ctx):
 
 # --------------------------------------------------------------------------- report
 
-def ref_row(ctx, row):
-    return next((r for r in ctx.rows if r["workload"] == row["workload"] and r["system"] == row.get("ref")), None)
-
-
 def ratio(ctx, row):
     ref_name = row.get("ref")
     if not ref_name or row.get("median") is None:
         return None, None
-    ref = ref_row(ctx, row)
+    ref = W.ref_row(ctx, row)
     if ref is None or not ref.get("median"):
         return None, ref_name
     if row["better"] == "higher":
@@ -446,7 +442,7 @@ def table(ctx):
     for r in sorted_rows(ctx):
         rt, ref_name = ratio(ctx, r)
         r["ratio"], r["ratio_ref"] = rt, ref_name
-        ref = ref_row(ctx, r)
+        ref = W.ref_row(ctx, r)
         r["paired_ratio"] = W.paired_ratio(r, ref) if ref else None
         notes = list(r["notes"])
         if r["error"]:
@@ -490,7 +486,7 @@ def versus_peers(ctx):
 def write_json(ctx, final=False):
     for r in ctx.rows:
         r["ratio"], r["ratio_ref"] = ratio(ctx, r)
-        ref = ref_row(ctx, r)
+        ref = W.ref_row(ctx, r)
         r["paired_ratio"] = W.paired_ratio(r, ref) if ref else None
     doc = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

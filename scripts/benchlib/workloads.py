@@ -102,9 +102,13 @@ def measure_rounds(ctx, series):
     return [s.finish() for s in series]
 
 
-def speed_vs_ref(ctx, row, value, ref_row=None):
-    ref = ref_row or next((r for r in ctx.rows if r["workload"] == row["workload"]
-                           and r["system"] == row.get("ref")), None)
+def ref_row(ctx, row):
+    """The finished row of `row`'s reference, if any."""
+    return next((r for r in ctx.rows if r["workload"] == row["workload"] and r["system"] == row.get("ref")), None)
+
+
+def speed_vs_ref(ctx, row, value, live_ref=None):
+    ref = live_ref or ref_row(ctx, row)
     ref_value = median(ref["samples"]) if ref and ref["samples"] else None
     if not ref_value or not value:
         return None
