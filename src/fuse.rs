@@ -184,7 +184,7 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
-        let ticket = self.interrupts.begin(req.unique().0);
+        let ticket = self.interrupts.begin(req.unique().0, req.pid());
         self.rt.spawn(async move {
             match fs.open(ino.0, flags.0, &ticket).await {
                 Ok(opened) => {
@@ -216,7 +216,7 @@ impl Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         let fs = self.fs.clone();
-        let ticket = self.interrupts.begin(req.unique().0);
+        let ticket = self.interrupts.begin(req.unique().0, req.pid());
         self.rt.spawn(async move {
             match fs.read(fh.0, offset, size, &ticket).await {
                 Ok(data) => reply.data_vectored(&data.slices()),

@@ -1,9 +1,15 @@
 //! Requests the kernel asks to interrupt. When a process waiting on an
 //! open or a read gets a signal (Ctrl-C, a timeout in a pipeline, SIGKILL),
-//! the kernel sends FUSE_INTERRUPT naming the request; the request is then
-//! answered with EINTR at once instead of when its download ends. Without
-//! this, a process blocked on a slow or dead server could not be stopped,
-//! not even by SIGKILL, until the read timeout.
+//! the kernel sends FUSE_INTERRUPT naming the request, which can then be
+//! answered with EINTR instead of when its download ends. Without this, a
+//! process blocked on a slow or dead server could not be stopped, not even
+//! by SIGKILL, until the read timeout.
+//!
+//! Any caught signal interrupts too (a profiler's timer, SIGCHLD, a window
+//! resize), and most programs take EINTR from a regular file as a failed
+//! read. So a process being killed gets EINTR at once, and any other
+//! interrupted request only once it has waited `HANDLED_SIGNAL_GRACE`: a
+//! stalled read still ends on Ctrl-C, a read in progress is not failed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,10 +22,26 @@ use tokio::sync::Notify;
 /// handled a moment before its request is registered; one that names an
 /// already answered request is forgotten after this.
 const EARLY_INTERRUPT_TTL: Duration = Duration::from_secs(1);
+/// A request interrupted by a signal its process handles ends with EINTR
+/// once it has waited this long: far longer than a healthy read waits for
+/// storage, short enough for Ctrl-C on a stalled read to feel immediate.
+const HANDLED_SIGNAL_GRACE: Duration = Duration::from_secs(1);
+/// How often an interrupted request in its grace checks whether its
+/// process is now being killed (the kernel interrupts a request once).
+const KILL_POLL: Duration = Duration::from_millis(50);
 
-#[derive(Default)]
 pub struct Interrupts {
     inner: Mutex<Inner>,
+    grace: Duration,
+}
+
+impl Default for Interrupts {
+    fn default() -> Self {
+        Interrupts {
+            inner: Mutex::default(),
+            grace: HANDLED_SIGNAL_GRACE,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -33,13 +55,16 @@ struct Inner {
 /// A registered request. Dropping it unregisters the request.
 pub struct Ticket {
     unique: u64,
+    /// The thread that made the request.
+    pid: u32,
+    started: tokio::time::Instant,
     signal: Arc<Notify>,
     owner: Arc<Interrupts>,
 }
 
 impl Interrupts {
-    /// Register request `unique` before its work starts.
-    pub fn begin(self: &Arc<Self>, unique: u64) -> Ticket {
+    /// Register request `unique`, made by thread `pid`, before its work starts.
+    pub fn begin(self: &Arc<Self>, unique: u64, pid: u32) -> Ticket {
         let signal = Arc::new(Notify::new());
         let mut inner = self.inner.lock().expect("interrupts lock poisoned");
         if let Some(i) = inner.early.iter().position(|&(u, _)| u == unique) {
@@ -50,6 +75,8 @@ impl Interrupts {
         inner.waiting.insert(unique, signal.clone());
         Ticket {
             unique,
+            pid,
+            started: tokio::time::Instant::now(),
             signal,
             owner: self.clone(),
         }
@@ -80,9 +107,15 @@ impl Interrupts {
 }
 
 impl Ticket {
-    /// Completes when the kernel interrupts this request.
+    /// Completes when this request should end with EINTR: the kernel has
+    /// interrupted it, and its process is being killed or the request has
+    /// waited the grace for handled signals.
     pub async fn interrupted(&self) {
         self.signal.notified().await;
+        let until = self.started + self.owner.grace;
+        while tokio::time::Instant::now() < until && !being_killed(self.pid) {
+            tokio::time::sleep_until(until.min(tokio::time::Instant::now() + KILL_POLL)).await;
+        }
     }
 }
 
@@ -97,9 +130,38 @@ impl Drop for Ticket {
     }
 }
 
+/// Whether thread `pid` is being killed: the kernel marks every thread of a
+/// process that got a fatal signal (SIGKILL, or SIGINT, SIGTERM and the like
+/// left to their default action) with a pending SIGKILL.
+fn being_killed(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| kill_pending(&s))
+}
+
+/// `SigPnd` (the thread's) or `ShdPnd` (the process's) holds SIGKILL.
+fn kill_pending(status: &str) -> bool {
+    let sigkill = 1u64 << (libc::SIGKILL - 1);
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("SigPnd:").or(l.strip_prefix("ShdPnd:")))
+        .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .any(|mask| mask & sigkill != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry that ends interrupted requests at once, as for a process
+    /// being killed: these tests are about which request is interrupted.
+    fn immediate() -> Arc<Interrupts> {
+        Arc::new(Interrupts {
+            inner: Mutex::default(),
+            grace: Duration::ZERO,
+        })
+    }
+
+    /// Not looked at: without a grace no process is asked about.
+    const PID: u32 = 0;
 
     async fn fires(ticket: &Ticket) -> bool {
         tokio::time::timeout(Duration::from_millis(50), ticket.interrupted())
@@ -109,9 +171,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_interrupt_wakes_its_request_only() {
-        let interrupts = Arc::new(Interrupts::default());
-        let a = interrupts.begin(10);
-        let b = interrupts.begin(11);
+        let interrupts = immediate();
+        let a = interrupts.begin(10, PID);
+        let b = interrupts.begin(11, PID);
         interrupts.interrupt(11);
         assert!(fires(&b).await);
         assert!(!fires(&a).await);
@@ -119,19 +181,19 @@ mod tests {
 
     #[tokio::test]
     async fn an_interrupt_before_its_request_is_kept_briefly() {
-        let interrupts = Arc::new(Interrupts::default());
+        let interrupts = immediate();
         interrupts.interrupt(7);
-        let t = interrupts.begin(7);
+        let t = interrupts.begin(7, PID);
         assert!(fires(&t).await, "an early interrupt applies on arrival");
         drop(t);
         // Used once: a later request with the same id is not interrupted.
-        let again = interrupts.begin(7);
+        let again = interrupts.begin(7, PID);
         assert!(!fires(&again).await);
     }
 
     #[tokio::test]
     async fn interrupts_of_answered_requests_are_forgotten() {
-        let interrupts = Arc::new(Interrupts::default());
+        let interrupts = immediate();
         let now = Instant::now();
         interrupts.interrupt_at(1, now);
         interrupts.interrupt_at(2, now + EARLY_INTERRUPT_TTL);
@@ -140,17 +202,69 @@ mod tests {
             1,
             "the stale one is dropped"
         );
-        let t = interrupts.begin(1);
+        let t = interrupts.begin(1, PID);
         assert!(!fires(&t).await);
     }
 
     #[test]
     fn a_finished_request_unregisters() {
-        let interrupts = Arc::new(Interrupts::default());
-        let t = interrupts.begin(3);
+        let interrupts = immediate();
+        let t = interrupts.begin(3, PID);
         assert_eq!(interrupts.registered(), 1);
         drop(t);
         assert_eq!(interrupts.registered(), 0);
+        // An interrupt for it now is kept only as an early one.
         interrupts.interrupt(3);
+        assert_eq!(interrupts.registered(), 0);
+        assert_eq!(interrupts.inner.lock().unwrap().early.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_handled_signal_ends_only_a_request_that_waited_the_grace() {
+        let interrupts = Arc::new(Interrupts::default());
+        // This test's own thread: alive, and not being killed.
+        let me = std::process::id();
+        let t = interrupts.begin(5, me);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        interrupts.interrupt(5);
+        let waited = tokio::time::Instant::now();
+        t.interrupted().await;
+        let ended = t.started.elapsed();
+        assert!(
+            ended >= HANDLED_SIGNAL_GRACE && ended < HANDLED_SIGNAL_GRACE + KILL_POLL,
+            "{ended:?}"
+        );
+        assert!(waited.elapsed() >= Duration::from_millis(700));
+
+        // Past the grace already: an interrupt ends the request at once.
+        let late = interrupts.begin(6, me);
+        tokio::time::sleep(HANDLED_SIGNAL_GRACE * 2).await;
+        interrupts.interrupt(6);
+        assert!(fires(&late).await);
+    }
+
+    #[test]
+    fn a_pending_sigkill_is_read_from_proc_status() {
+        let status = |pnd: &str, shd: &str| {
+            format!(
+                "Name:\tdd\nSigQ:\t0/1\nSigPnd:\t{pnd}\nShdPnd:\t{shd}\nSigBlk:\t0000000000000000\n"
+            )
+        };
+        assert!(kill_pending(&status(
+            "0000000000000100",
+            "0000000000000000"
+        )));
+        assert!(kill_pending(&status(
+            "0000000000000000",
+            "0000000000000100"
+        )));
+        // SIGINT (bit 1) or SIGTERM (bit 14) pending: caught, not fatal.
+        assert!(!kill_pending(&status(
+            "0000000000000002",
+            "0000000000004000"
+        )));
+        assert!(!kill_pending("not a status file"));
+        assert!(!being_killed(std::process::id()));
+        assert!(!being_killed(u32::MAX), "no such process");
     }
 }

@@ -322,6 +322,47 @@ fn a_signal_interrupts_a_read_blocked_on_a_stalled_server() {
 }
 
 #[test]
+fn a_caught_signal_does_not_fail_a_read_in_progress() {
+    // Every read waits 300 ms for storage while a timer signal, caught by a
+    // handler as profilers and progress bars do, arrives every 5 ms: the
+    // kernel interrupts each read, and each must still return its bytes.
+    let s = Setup::new(12 * MIB, &["--latency-ms", "300"]);
+    let m = s.mount(&[]);
+    let script = r#"
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
+libc.pread.restype = ctypes.c_ssize_t
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+signal.signal(signal.SIGALRM, lambda *_: None)
+signal.setitimer(signal.ITIMER_REAL, 0.005, 0.005)
+buf = ctypes.create_string_buffer(4096)
+failed, data = [], b""
+for i in range(5):
+    # libc's pread, not os.pread: Python would retry EINTR itself
+    n = libc.pread(fd, buf, 4096, (2 * i + 1) << 20)
+    if n < 0:
+        failed.append(os.strerror(ctypes.get_errno()))
+    data += buf.raw[:max(n, 0)]
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(failed, data.hex())
+"#;
+    let out = run_ok(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(m.docs().join("data.bin")),
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (failed, hex) = out.trim().rsplit_once(' ').unwrap();
+    assert_eq!(failed, "[]", "reads failed");
+    let want: String = (0..5)
+        .flat_map(|i| &s.data[(2 * i + 1) * MIB..(2 * i + 1) * MIB + 4096])
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(hex == want, "wrong bytes");
+}
+
+#[test]
 fn a_killed_daemon_leaves_a_dead_mount_that_the_next_mount_clears() {
     let s = Setup::new(1000, &[]);
     let mut m = s.mount(&[]);
