@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
 
 use futures_util::future::BoxFuture;
@@ -165,25 +166,23 @@ impl PresignCache {
     }
 
     /// A valid URL for `object`, POSTing only when none is cached.
-    pub async fn get(&self, object: &ObjectId) -> Result<Arc<PresignedUrl>> {
-        let slot = self.slot(object);
-        let mut slot = slot.lock().await;
+    pub async fn get(self: &Arc<Self>, object: &ObjectId) -> Result<Arc<PresignedUrl>> {
+        let slot = self.slot(object).lock_owned().await;
         if let Some(url) = slot.url.as_ref().filter(|u| u.is_fresh(Instant::now())) {
             Metrics::add(&self.metrics.url_reuses, 1);
             return Ok(url.clone());
         }
-        self.post(object, &mut slot).await
+        self.post_to_the_end(object, slot).await
     }
 
     /// Storage said `stale` has expired: get a new URL with one POST shared
     /// by every reader that reports the same stale URL.
     pub async fn refresh(
-        &self,
+        self: &Arc<Self>,
         object: &ObjectId,
         stale: &PresignedUrl,
     ) -> Result<Arc<PresignedUrl>> {
-        let slot = self.slot(object);
-        let mut slot = slot.lock().await;
+        let mut slot = self.slot(object).lock_owned().await;
         if let Some(url) = slot.url.as_ref().filter(|u| u.serial != stale.serial) {
             return Ok(url.clone());
         }
@@ -201,7 +200,22 @@ impl PresignCache {
         if let Some(store) = &self.store {
             store.remove(&object.to_string());
         }
-        self.post(object, &mut slot).await
+        self.post_to_the_end(object, slot).await
+    }
+
+    /// The POST runs in a task of its own, holding the slot: a caller that
+    /// stops waiting (an interrupted open, a timeout) must not cancel a
+    /// request the API may already have charged, and its answer is kept for
+    /// the next caller.
+    async fn post_to_the_end(
+        self: &Arc<Self>,
+        object: &ObjectId,
+        mut slot: OwnedMutexGuard<Slot>,
+    ) -> Result<Arc<PresignedUrl>> {
+        let (this, object) = (self.clone(), object.clone());
+        tokio::spawn(async move { this.post(&object, &mut slot).await })
+            .await
+            .map_err(|_| Error::Cancelled)?
     }
 
     async fn post(&self, object: &ObjectId, slot: &mut Slot) -> Result<Arc<PresignedUrl>> {
@@ -383,24 +397,43 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_caller_that_stops_waiting_does_not_waste_the_post() {
+        let src = FakeSource::new("http://s");
+        let c = cache(src.clone());
+        // The POST takes 20 ms; this caller gives up after 5 (an interrupted open).
+        let gave_up = tokio::time::timeout(Duration::from_millis(5), c.get(&object())).await;
+        assert!(gave_up.is_err());
+        let url = c.get(&object()).await.unwrap();
+        assert!(
+            url.url().as_str().ends_with("sig=0"),
+            "the first POST's answer"
+        );
+        assert_eq!(src.posts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn stored_urls_are_reused_after_a_restart() {
         let tmp = tempfile::tempdir().unwrap();
         let store = || Arc::new(UrlStore::open(tmp.path(), "http://api", "acct").unwrap());
         let src = FakeSource::new("http://s");
-        let first = PresignCache::new(
-            src.clone(),
-            Duration::from_secs(5),
-            Arc::new(Metrics::default()),
-        )
-        .with_store(store());
+        let first = Arc::new(
+            PresignCache::new(
+                src.clone(),
+                Duration::from_secs(5),
+                Arc::new(Metrics::default()),
+            )
+            .with_store(store()),
+        );
         let url = first.get(&object()).await.unwrap().url().clone();
         drop(first);
-        let second = PresignCache::new(
-            src.clone(),
-            Duration::from_secs(5),
-            Arc::new(Metrics::default()),
-        )
-        .with_store(store());
+        let second = Arc::new(
+            PresignCache::new(
+                src.clone(),
+                Duration::from_secs(5),
+                Arc::new(Metrics::default()),
+            )
+            .with_store(store()),
+        );
         assert_eq!(second.get(&object()).await.unwrap().url(), &url);
         assert_eq!(
             src.posts.load(Ordering::SeqCst),
