@@ -3,7 +3,8 @@
 //! A handle starts with no read-ahead, so a random reader fetches only the
 //! blocks it reads. Reads that continue a stream (allowing the kernel's
 //! slight reordering) switch read-ahead on; the window is as large as the
-//! stream has read so far (bytes read, not the distance covered), between
+//! stream has read so far (new bytes read: not the distance covered, and
+//! not pages read again), between
 //! 1 MiB and 64 MiB, so a reader that stops early wastes at most what it
 //! read. A far seek ends the stream: its read-ahead is cancelled and the
 //! next stream starts small again. Sparse reads that skip forward (the
@@ -95,10 +96,13 @@ impl Prefetch {
                 streaming: false,
             };
         }
-        let next = self.next.map_or(end, |n| n.max(end));
+        let before = self.next.unwrap_or(offset);
+        let next = before.max(end);
         self.next = Some(next);
         self.ahead_until = self.ahead_until.max(next);
-        self.read += end.saturating_sub(offset);
+        // Only bytes past what the stream had read: re-reading a page (an
+        // O_DIRECT reader, or pages the kernel dropped) must not grow it.
+        self.read += end.saturating_sub(offset.max(before));
         self.window = self.read.clamp(INITIAL_WINDOW, MAX_WINDOW);
         let ahead = self.ahead_until - next;
         // A skip ahead asks for nothing more: if it is a later read of the
@@ -176,6 +180,20 @@ mod tests {
         let skip = p.on_read(10 * MIB, MIB, GIB);
         assert!(!skip.cancel);
         assert!(p.window > 0);
+    }
+
+    #[test]
+    fn re_reading_a_page_never_grows_the_window() {
+        let mut p = Prefetch::default();
+        p.on_read(0, 128 * 1024, GIB);
+        p.on_read(128 * 1024, 128 * 1024, GIB);
+        let window = p.window;
+        let requested = p.ahead_until;
+        for _ in 0..20_000 {
+            p.on_read(200 * 1024, 4096, GIB);
+        }
+        assert_eq!(p.window, window);
+        assert_eq!(p.ahead_until, requested, "nothing more was asked for");
     }
 
     #[test]
