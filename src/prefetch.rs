@@ -3,10 +3,9 @@
 //! A handle starts with no read-ahead, so a random reader fetches only the
 //! blocks it reads. Reads that continue a stream (allowing the kernel's
 //! slight reordering) switch read-ahead on; the window is as large as the
-//! stream has read so far (new bytes read: not the distance covered, and
-//! not pages read again), between
-//! 1 MiB and 64 MiB, so a reader that stops early wastes at most what it
-//! read. A far seek ends the stream: its read-ahead is cancelled and the
+//! stream has read so far (new bytes: not the distance covered, not pages
+//! read again), between 256 KiB and 64 MiB, so a reader that stops early
+//! wastes at most what it read. A far seek ends the stream: its read-ahead is cancelled and the
 //! next stream starts small again. Sparse reads that skip forward (the
 //! kernel asking for the odd page it lost from its cache) never grow a
 //! window: each costs at most the initial one.
