@@ -605,9 +605,9 @@ impl Reader {
     /// background. When too many writes are pending (a disk slower than
     /// the network) the block is not kept: caching never slows a read.
     fn keep_on_disk(&self, state: &ObjectState, index: u64, block: &Bytes) {
-        let (Some(disk), Some(etag)) = (&self.disk, state.etag()) else {
-            return;
-        };
+        // Checked first: `etag()` locks and clones, once per block.
+        let Some(disk) = &self.disk else { return };
+        let Some(etag) = state.etag() else { return };
         let Ok(permit) = self.disk_writes.clone().try_acquire_owned() else {
             return;
         };

@@ -315,8 +315,7 @@ fn a_signal_interrupts_a_read_blocked_on_a_stalled_server() {
     let mut buf = vec![0; 4096];
     f.read_exact_at(&mut buf, 0).unwrap();
     assert_eq!(buf, s.data[..4096]);
-    let stats = std::fs::read_to_string(m.dir.join(".ocxfs/stats.json")).unwrap();
-    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let stats = m.stats();
     assert_eq!(stats["errors"]["interrupted"], 2, "{stats}");
     assert_eq!(s.emu.posts(&s.id()), 1, "interrupts cost no POST");
 }

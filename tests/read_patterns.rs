@@ -21,12 +21,8 @@ struct Setup {
 
 impl Setup {
     fn new(size: usize, mount_args: &[&str]) -> Setup {
-        let tmp = tempfile::tempdir().unwrap();
         let data = Arc::new(pattern(size, 77));
-        write(&tmp.path().join("docs"), "reads.fastq", &data);
-        let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
-        let mnt = tmp.path().join("mnt");
-        std::fs::create_dir(&mnt).unwrap();
+        let (tmp, emu, mnt) = one_document("reads.fastq", &data);
         let mount = MountProc::start(&emu, &mnt, mount_args);
         Setup {
             _tmp: tmp,
@@ -46,9 +42,9 @@ impl Setup {
 
     /// Bytes ocxfs holds in its block cache now.
     fn cached_bytes(&self) -> u64 {
-        let stats = std::fs::read(self.mount.dir.join(".ocxfs/stats.json")).unwrap();
-        let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
-        stats["memory"]["cached_bytes"].as_u64().unwrap()
+        self.mount.stats()["memory"]["cached_bytes"]
+            .as_u64()
+            .unwrap()
     }
 }
 

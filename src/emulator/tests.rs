@@ -685,11 +685,13 @@ impl T {
             .unwrap()
     }
 
-    /// Every item of a listing, following `Link` (page numbers) from `path`.
+    /// Every item of a listing, following `Link` (page numbers) from `path`;
+    /// every page states the same total, and the items add up to it.
     async fn all_pages(&self, path: &str) -> (Vec<Value>, usize) {
         let mut url = self.url(path);
         let mut items = Vec::new();
         let mut requests = 0;
+        let mut total = None;
         loop {
             let r = self
                 .http
@@ -700,6 +702,10 @@ impl T {
                 .unwrap();
             assert_eq!(r.status(), StatusCode::OK);
             requests += 1;
+            let this_total = header(&r, "x-total-count").map(str::to_owned);
+            assert!(this_total.is_some(), "page {requests} has X-Total-Count");
+            assert!(total.is_none() || total == this_total, "page {requests}");
+            total = this_total;
             let link = header(&r, "link").map(str::to_owned);
             items.extend(r.json::<Vec<Value>>().await.unwrap());
             let Some(link) = link else { break };
@@ -709,6 +715,7 @@ impl T {
                 .unwrap();
             url = next[1..next.find('>').unwrap()].to_owned();
         }
+        assert_eq!(total, Some(items.len().to_string()));
         (items, requests)
     }
 

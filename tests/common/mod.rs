@@ -220,6 +220,12 @@ impl MountProc {
         self.dir.join("documents")
     }
 
+    /// The mount's counters, as `.ocxfs/stats.json` has them now.
+    pub fn stats(&self) -> serde_json::Value {
+        let stats = std::fs::read(self.dir.join(".ocxfs/stats.json")).unwrap();
+        serde_json::from_slice(&stats).unwrap()
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
     }
