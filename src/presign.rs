@@ -416,24 +416,20 @@ pub(crate) mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = || Arc::new(UrlStore::open(tmp.path(), "http://api", "acct").unwrap());
         let src = FakeSource::new("http://s");
-        let first = Arc::new(
-            PresignCache::new(
-                src.clone(),
-                Duration::from_secs(5),
-                Arc::new(Metrics::default()),
+        let with_store = || {
+            Arc::new(
+                PresignCache::new(
+                    src.clone(),
+                    Duration::from_secs(5),
+                    Arc::new(Metrics::default()),
+                )
+                .with_store(store()),
             )
-            .with_store(store()),
-        );
+        };
+        let first = with_store();
         let url = first.get(&object()).await.unwrap().url().clone();
         drop(first);
-        let second = Arc::new(
-            PresignCache::new(
-                src.clone(),
-                Duration::from_secs(5),
-                Arc::new(Metrics::default()),
-            )
-            .with_store(store()),
-        );
+        let second = with_store();
         assert_eq!(second.get(&object()).await.unwrap().url(), &url);
         assert_eq!(
             src.posts.load(Ordering::SeqCst),
