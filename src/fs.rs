@@ -354,9 +354,10 @@ impl OcxFs {
     }
 
     /// Bound an open or a read: a process blocked on a dead server gets
-    /// ETIMEDOUT after the read timeout, and EINTR at once when the kernel
-    /// interrupts the request (the process got a signal). Downloads that
-    /// other readers share go on; only this request's wait ends.
+    /// ETIMEDOUT after the read timeout, and EINTR when the kernel
+    /// interrupts the request (the process got a signal; `interrupt` says
+    /// how soon). Downloads that other readers share go on; only this
+    /// request's wait ends.
     async fn bounded<T>(
         &self,
         op: impl Future<Output = Result<T>>,

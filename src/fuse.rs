@@ -219,7 +219,7 @@ impl Filesystem for FuseAdapter {
         let ticket = self.interrupts.begin(req.unique().0, req.pid());
         self.rt.spawn(async move {
             match fs.read(fh.0, offset, size, &ticket).await {
-                Ok(data) => reply.data_vectored(&data.slices()),
+                Ok(data) => reply.data_vectored(&data.0),
                 Err(e) => reply.error(errno(&e)),
             }
         });

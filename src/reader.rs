@@ -74,11 +74,6 @@ impl ReadData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// The pieces in order, for one vectored reply (no gathering copy).
-    pub fn slices(&self) -> Vec<&[u8]> {
-        self.0.iter().map(|b| &b[..]).collect()
-    }
 }
 
 /// One version of one object, shared by all its open handles.

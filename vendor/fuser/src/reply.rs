@@ -211,7 +211,7 @@ impl ReplyData {
 
     /// Reply with the concatenation of `parts`, written to the kernel in
     /// one `writev` without gathering them first. [ocxfs patch]
-    pub fn data_vectored(self, parts: &[&[u8]]) {
+    pub fn data_vectored<T: AsRef<[u8]>>(self, parts: &[T]) {
         self.reply.send_ll(&ll::ResponseSlices(parts));
     }
 

@@ -62,16 +62,16 @@ impl Response for ResponseSlice<'_> {
 }
 
 /// A reply made of several slices, sent as they are. [ocxfs patch]
-pub(crate) struct ResponseSlices<'a>(pub(crate) &'a [&'a [u8]]);
+pub(crate) struct ResponseSlices<'a, T: AsRef<[u8]>>(pub(crate) &'a [T]);
 
-impl IosliceConcat for ResponseSlices<'_> {
+impl<T: AsRef<[u8]>> IosliceConcat for ResponseSlices<'_, T> {
     fn iter_slices(&self) -> impl Iterator<Item = IoSlice<'_>> + '_ {
-        self.0.iter().map(|s| IoSlice::new(s))
+        self.0.iter().map(|s| IoSlice::new(s.as_ref()))
     }
 }
 
-impl Response for ResponseSlices<'_> {
-    fn payload(&self) -> ResponseSlices<'_> {
+impl<T: AsRef<[u8]>> Response for ResponseSlices<'_, T> {
+    fn payload(&self) -> ResponseSlices<'_, T> {
         ResponseSlices(self.0)
     }
 }
