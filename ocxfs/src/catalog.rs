@@ -433,11 +433,7 @@ mod tests {
     }
 
     fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
-        let path = format!(
-            "{}/../shared/reference/onecodex-api-v1/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        serde_json::from_str(&ocxfs_emulator::fixtures::read(name)).unwrap()
     }
 
     fn listing(documents: Vec<Document>) -> Listing {

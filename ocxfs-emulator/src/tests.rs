@@ -765,10 +765,7 @@ fn sha(data: &[u8]) -> Vec<u8> {
 
 /// The key set of the real API's sample objects.
 fn fixture_sample_keys() -> Vec<String> {
-    let text = std::fs::read_to_string("/work/shared/reference/onecodex-api-v1/samples.json")
-        .or_else(|_| std::fs::read_to_string("../shared/reference/onecodex-api-v1/samples.json"))
-        .expect("fixture samples.json");
-    let v: Value = serde_json::from_str(&text).unwrap();
+    let v = crate::fixtures::json("samples.json");
     v[0].as_object().unwrap().keys().cloned().collect()
 }
 

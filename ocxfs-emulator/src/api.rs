@@ -732,15 +732,7 @@ mod tests {
         assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
     }
 
-    fn fixture(name: &str) -> serde_json::Value {
-        let text =
-            std::fs::read_to_string(format!("/work/shared/reference/onecodex-api-v1/{name}"))
-                .or_else(|_| {
-                    std::fs::read_to_string(format!("../shared/reference/onecodex-api-v1/{name}"))
-                })
-                .expect("fixture");
-        serde_json::from_str(&text).unwrap()
-    }
+    use crate::fixtures::json as fixture;
 
     fn keys(v: &serde_json::Value) -> Vec<String> {
         v.as_object().unwrap().keys().cloned().collect()
@@ -840,12 +832,7 @@ mod tests {
 
     #[test]
     fn document_json_has_the_fixture_fields() {
-        let text = std::fs::read_to_string("/work/shared/reference/onecodex-api-v1/documents.json")
-            .or_else(|_| {
-                std::fs::read_to_string("../shared/reference/onecodex-api-v1/documents.json")
-            })
-            .expect("fixture documents.json");
-        let fixture: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let fixture = fixture("documents.json");
         let first = fixture[0].as_object().unwrap();
         let doc = Document::new(
             "a375a9e4c1484df1".into(),

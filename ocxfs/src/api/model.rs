@@ -218,15 +218,7 @@ pub fn last_segment(uri: &str) -> &str {
 mod tests {
     use super::*;
 
-    const REFERENCE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/reference/onecodex-api-v1"
-    );
-
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{REFERENCE}/{name}"))
-            .unwrap_or_else(|e| panic!("reading fixture {name}: {e}"))
-    }
+    use ocxfs_emulator::fixtures::read as fixture;
 
     #[test]
     fn parses_the_real_documents_listing() {

@@ -14,8 +14,8 @@ use fuser::{Config, MountOption, SessionACL};
 
 use crate::api::{ApiClient, DEFAULT_API_BASE, credentials};
 use crate::catalog::Catalog;
+use crate::demo::Demo;
 use crate::disk_cache::DiskCache;
-use crate::emulator::{DEMO_API_KEY, Emulator, EmulatorArgs};
 use crate::error::Error;
 use crate::fs::{FsConfig, OcxFs};
 use crate::fuse::FuseAdapter;
@@ -474,18 +474,12 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
 
     // The demo account is an emulator inside this process.
     let demo = if args.demo {
-        let emu = rt
-            .block_on(Emulator::start(EmulatorArgs::demo()))
-            .map_err(|e| format!("demo emulator: {e}"))?;
-        Some(emu)
+        Some(rt.block_on(Demo::start())?)
     } else {
         None
     };
     let (api_base, credentials) = match &demo {
-        Some(emu) => (
-            emu.base_url().to_owned(),
-            credentials::Credentials::ApiKey(credentials::Secret::new(DEMO_API_KEY)),
-        ),
+        Some(emu) => (emu.api_base().to_owned(), emu.credentials()),
         None => {
             let (c, source) = match &args.api_key_file {
                 Some(path) => credentials::read_credentials_file(path).map(|key| {

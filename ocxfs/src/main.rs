@@ -38,7 +38,15 @@ enum Command {
         per_document: bool,
     },
     /// Serve a fake One Codex API and storage (test bed and offline demo)
-    Emulator(ocxfs::emulator::EmulatorArgs),
+    #[cfg(feature = "demo")]
+    Emulator(ocxfs_emulator::EmulatorArgs),
+    /// Not in this build (built without the `demo` feature)
+    #[cfg(not(feature = "demo"))]
+    #[command(hide = true)]
+    Emulator {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn init_logging(level: Option<&str>) {
@@ -108,12 +116,15 @@ fn main() {
                 print!("{}", ocxfs::stats::render(&s, per_document));
             }
         }),
+        #[cfg(feature = "demo")]
         Command::Emulator(args) => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
             .and_then(|rt| {
-                rt.block_on(ocxfs::emulator::run(args))
+                rt.block_on(ocxfs_emulator::run(args))
                     .map_err(|e| e.to_string())
             }),
+        #[cfg(not(feature = "demo"))]
+        Command::Emulator { .. } => Err(ocxfs::demo::NOT_BUILT.to_owned()),
     };
     if let Err(reason) = result {
         eprintln!("ocxfs: {reason}");

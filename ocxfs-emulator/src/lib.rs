@@ -12,6 +12,7 @@ mod api;
 mod control;
 mod demo;
 mod faults;
+pub mod fixtures;
 mod generate;
 mod net;
 mod range;

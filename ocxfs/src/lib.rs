@@ -3,8 +3,8 @@
 pub mod api;
 pub mod cache;
 pub mod catalog;
+pub mod demo;
 pub mod disk_cache;
-pub mod emulator;
 pub mod error;
 pub mod fs;
 pub mod fuse;
