@@ -254,18 +254,19 @@ impl<'a> TagJson<'a> {
 
 impl<'a> DocumentJson<'a> {
     fn new(d: &'a Document) -> Self {
+        let terms = d.terms.snapshot();
         DocumentJson {
             uri: format!("/api/v1/documents/{}", d.id),
             created_at: &d.created_at,
             description: None,
             downloaders: [],
-            downloads_remaining: None,
+            downloads_remaining: terms.downloads_remaining,
             filename: &d.filename,
             size: (!d.null_size).then_some(d.size),
             uploader: Ref {
                 r#ref: format!("/api/v1/users/{ACCOUNT_ID}"),
             },
-            valid_until: None,
+            valid_until: terms.valid_until,
         }
     }
 }
@@ -401,7 +402,10 @@ impl Objects for Documents {
     }
 
     fn download(shared: &Shared, headers: &HeaderMap, d: &Document) -> Response {
-        presigned(shared, headers, d)
+        match d.terms.admit(chrono::Utc::now()) {
+            Ok(()) => presigned(shared, headers, d),
+            Err(refusal) => error(refusal.status(), refusal.message(), None),
+        }
     }
 }
 
@@ -631,10 +635,14 @@ async fn download_uri<O: Objects>(
     if !authorized(&headers, &shared.api_key) {
         return not_logged_in();
     }
-    match shared.store.get_kind(O::KIND, &id) {
-        Some(doc) => O::download(&shared, &headers, &doc),
-        None => not_found(),
+    let Some(doc) = shared.store.get_kind(O::KIND, &id) else {
+        return not_found();
+    };
+    let delay = doc.terms.post_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
+    O::download(&shared, &headers, &doc)
 }
 
 #[cfg(test)]

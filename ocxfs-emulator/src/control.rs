@@ -24,6 +24,7 @@ pub(crate) fn routes() -> axum::Router<Arc<Shared>> {
         .route("/_emulator/samples/{id}", delete(delete_sample))
         .route("/_emulator/documents/{id}/change", post(change))
         .route("/_emulator/samples/{id}/change", post(change))
+        .route("/_emulator/documents/{id}/terms", post(set_terms))
         .route(
             "/_emulator/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
@@ -51,6 +52,25 @@ async fn change(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Re
     let v = doc.change();
     Json(serde_json::json!({"id": doc.id, "generation": v.generation, "etag": v.etag}))
         .into_response()
+}
+
+/// Body: any of `{"downloads_remaining": N|null, "valid_until": "RFC 3339"|null,
+/// "post_delay_ms": N}`; answers the document's terms as they now are.
+async fn set_terms(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(doc) = shared.store.get_kind(Kind::Document, &id) else {
+        return error(StatusCode::NOT_FOUND, "Not found", None);
+    };
+    let updated = serde_json::from_slice(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| doc.terms.update(&v));
+    match updated {
+        Ok(terms) => Json(terms).into_response(),
+        Err(m) => error(StatusCode::BAD_REQUEST, &m, None),
+    }
 }
 
 /// Body: `{"filename": "...", "content": "<utf-8 text>"}`; answers 201 `{"id": ...}`.

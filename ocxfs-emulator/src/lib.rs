@@ -6,7 +6,8 @@
 //! projects, tags), `/storage/{id}/{name}?...` (presigned URLs, no key),
 //! `/_emulator/...` (counters and control, no key: `stats`, `reset-stats`,
 //! `expire`, `faults`, `documents/{id}/change`, `samples/{id}/change`,
-//! `POST documents` to add one, `DELETE documents/{id}` or `samples/{id}`).
+//! `POST documents` to add one, `DELETE documents/{id}` or `samples/{id}`,
+//! `POST documents/{id}/terms` to set its download terms).
 
 mod api;
 mod control;
@@ -19,6 +20,7 @@ mod range;
 mod stats;
 mod storage;
 mod store;
+mod terms;
 #[cfg(test)]
 mod tests;
 
@@ -45,7 +47,7 @@ pub struct EmulatorArgs {
     /// Serve every regular file under DIR (recursively) as a document; without it, built-in demo documents
     #[arg(long, value_name = "DIR")]
     pub docs: Option<PathBuf>,
-    /// JSON manifest overriding document attributes: [{"path", "filename", "null_size", "id", "created_at"}]
+    /// JSON manifest overriding document attributes: [{"path", "filename", "null_size", "id", "created_at", "downloads_remaining", "valid_until"}]
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
     /// Real lifetime of presigned URLs in seconds

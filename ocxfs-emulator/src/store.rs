@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::EmulatorError;
 use super::demo::SyntheticFastq;
 use super::generate::Procedural;
+use super::terms::Terms;
 
 /// Where a document's bytes come from.
 pub(crate) enum Source {
@@ -89,6 +90,8 @@ pub(crate) struct Document {
     pub disk_path: Option<PathBuf>,
     /// Percent-encoded path relative to `--docs` (for `--storage-base`).
     pub storage_key: Option<String>,
+    /// Remaining downloads, validity and POST delay (documents).
+    pub terms: Terms,
     source: Source,
     etag_seed: u64,
     state: Mutex<DocState>,
@@ -138,6 +141,7 @@ impl Document {
             sample: None,
             disk_path: None,
             storage_key: None,
+            terms: Terms::default(),
             source,
             etag_seed,
             state: Mutex::new(DocState {
@@ -577,6 +581,8 @@ struct ManifestEntry {
     null_size: Option<bool>,
     id: Option<String>,
     created_at: Option<String>,
+    downloads_remaining: Option<u64>,
+    valid_until: Option<String>,
 }
 
 /// One regular file found under a scanned root.
@@ -946,6 +952,9 @@ fn apply_manifest(
         };
         let doc = &mut docs[i];
         override_attributes(doc, e.id, e.filename, e.null_size, e.created_at).map_err(&bad)?;
+        doc.terms
+            .set(e.downloads_remaining, e.valid_until.as_deref())
+            .map_err(&bad)?;
     }
     Ok(())
 }
