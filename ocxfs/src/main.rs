@@ -100,7 +100,7 @@ fn main() {
     let result = match cli.command {
         Command::Mount(args) if args.foreground => mount::run_foreground(args),
         Command::Mount(args) => mount::spawn_daemon(&args),
-        Command::Unmount { mountpoint } => unmount(&mountpoint),
+        Command::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Command::Prefetch(args) => ocxfs::warmup::run(&args),
         Command::Stats {
             mountpoint,
@@ -129,19 +129,5 @@ fn main() {
     if let Err(reason) = result {
         eprintln!("ocxfs: {reason}");
         std::process::exit(1);
-    }
-}
-
-fn unmount(path: &std::path::Path) -> Result<(), String> {
-    let status = std::process::Command::new("fusermount3")
-        .arg("-u")
-        .arg("--")
-        .arg(path)
-        .status()
-        .map_err(|e| format!("cannot run fusermount3: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("could not unmount {}", path.display()))
     }
 }

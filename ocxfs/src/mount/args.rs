@@ -1,0 +1,150 @@
+//! The command-line arguments of `ocxfs mount`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::api::DEFAULT_API_BASE;
+
+/// Environment variable that carries `--api-key` to the daemon, so that the
+/// key never appears in the daemon's command line (visible in `ps`).
+pub const API_KEY_ENV: &str = "OCXFS_API_KEY";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct MountArgs {
+    /// Directory to mount on
+    pub mountpoint: PathBuf,
+    /// One Codex API base URL
+    #[arg(long, env = "ONE_CODEX_API_BASE", default_value = DEFAULT_API_BASE)]
+    pub api_base: String,
+    /// API key (else ONE_CODEX_BEARER_TOKEN, ONE_CODEX_API_KEY, ~/.onecodex)
+    #[arg(long, env = API_KEY_ENV, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// File holding the API key (bare, or JSON like ~/.onecodex): for fstab
+    /// and services, where the command line and environment are visible
+    #[arg(long, conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
+    /// Stay in the foreground (logs to stderr)
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf)
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Mount the built-in demo account (an embedded emulator), no key needed
+    #[arg(long, conflicts_with_all = ["api_key", "api_key_file"])]
+    pub demo: bool,
+    /// Seconds before the listing is fetched again
+    #[arg(long, default_value_t = 60)]
+    pub listing_ttl: u64,
+    /// Memory for cached and in-flight data, e.g. 512M or 2G
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+    /// Seconds without data from storage before a request is cut and retried
+    #[arg(long, default_value_t = 30)]
+    pub stall_timeout: u64,
+    /// Seconds an open or a read may take, retries included, before it
+    /// fails with ETIMEDOUT
+    #[arg(long, default_value_t = 60)]
+    pub read_timeout: u64,
+    /// Log file when detached (default: $XDG_STATE_HOME/ocxfs/ocxfs.log)
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Do not keep presigned URLs across remounts (in a 0600 file under
+    /// $XDG_STATE_HOME/ocxfs/urls)
+    #[arg(long)]
+    pub no_persist_urls: bool,
+    /// Keep downloaded blocks on disk here, across remounts
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Largest size of the disk cache, e.g. 20G
+    #[arg(long, value_parser = parse_size, default_value = "10G")]
+    pub max_cache_size: u64,
+    /// Internal: file descriptor on which the daemon reports readiness
+    #[arg(long, hide = true)]
+    pub ready_fd: Option<i32>,
+}
+
+impl MountArgs {
+    /// The daemon's command line: these options with absolute paths (the
+    /// daemon runs in `/`), in the foreground, reporting on `ready_fd`. The
+    /// API key travels in the environment, not here.
+    pub(super) fn daemon_args(&self, ready_fd: i32) -> Result<Vec<OsString>, String> {
+        let abs = |p: &Path| {
+            std::path::absolute(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+                .map(PathBuf::into_os_string)
+        };
+        let mut a: Vec<OsString> = vec!["mount".into(), abs(&self.mountpoint)?];
+        let mut opt = |name: &str, value: String| {
+            a.push(format!("--{name}").into());
+            a.push(value.into());
+        };
+        opt("ready-fd", ready_fd.to_string());
+        opt("api-base", self.api_base.clone());
+        opt("listing-ttl", self.listing_ttl.to_string());
+        opt("stall-timeout", self.stall_timeout.to_string());
+        opt("read-timeout", self.read_timeout.to_string());
+        if let Some(m) = self.max_memory {
+            opt("max-memory", m.to_string());
+        }
+        a.push("--foreground".into());
+        for (flag, on) in [
+            ("--allow-other", self.allow_other),
+            ("--demo", self.demo),
+            ("--no-persist-urls", self.no_persist_urls),
+        ] {
+            if on {
+                a.push(flag.into());
+            }
+        }
+        for (flag, path) in [
+            ("--api-key-file", &self.api_key_file),
+            ("--log-file", &self.log_file),
+            ("--cache-dir", &self.cache_dir),
+        ] {
+            if let Some(p) = path {
+                a.push(flag.into());
+                a.push(abs(p)?);
+            }
+        }
+        a.push("--max-cache-size".into());
+        a.push(self.max_cache_size.to_string().into());
+        Ok(a)
+    }
+}
+
+/// `512M`, `2G`, `1048576`: binary units.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("unknown unit in {s:?} (use K, M, G)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+    }
+}

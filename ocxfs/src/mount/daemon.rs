@@ -1,0 +1,105 @@
+//! Detaching: the parent starts the daemon in the background, then waits
+//! for its readiness report.
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use super::args::{API_KEY_ENV, MountArgs};
+
+/// Parent side of the daemon: start `ocxfs mount --foreground` detached,
+/// and return once it reports the mount ready, or with its reason.
+pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
+    let log = match &args.log_file {
+        Some(p) => p.clone(),
+        None => default_log_path().map_err(|e| format!("cannot create a log directory: {e}"))?,
+    };
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open log file {}: {e}", log.display()))?;
+    let (read_end, write_end) = readiness_pipe().map_err(|e| format!("pipe: {e}"))?;
+    let write_fd = std::os::fd::AsRawFd::as_raw_fd(&write_end);
+
+    let mut cmd = Command::new(
+        std::env::current_exe().map_err(|e| format!("cannot find ocxfs itself: {e}"))?,
+    );
+    cmd.args(args.daemon_args(write_fd)?);
+    match &args.api_key {
+        Some(key) => cmd.env(API_KEY_ENV, key),
+        None => cmd.env_remove(API_KEY_ENV),
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file));
+    detach_on_exec(&mut cmd, write_fd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
+    drop(write_end);
+    let mut answer = String::new();
+    let _ = std::fs::File::from(read_end).read_to_string(&mut answer);
+    // Notes for the user come first, then "ok" or "error: …".
+    let mut lines = answer.lines().peekable();
+    while let Some(note) = lines.peek().and_then(|l| l.strip_prefix("note: ")) {
+        eprintln!("ocxfs: {note}");
+        lines.next();
+    }
+    match lines.next() {
+        Some("ok") => Ok(()),
+        Some(reason) => {
+            let _ = child.wait();
+            Err(reason.trim_start_matches("error: ").to_owned())
+        }
+        None => {
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            Err(format!(
+                "the mount daemon stopped before the mount was ready ({status}); see {}",
+                log.display()
+            ))
+        }
+    }
+}
+
+/// The pipe on which the daemon reports readiness: (read end, write end),
+/// both close-on-exec.
+fn readiness_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that we now own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Make the child a session leader in `/` that inherits `keep_fd` (the
+/// readiness pipe's write end).
+fn detach_on_exec(cmd: &mut Command, keep_fd: RawFd) {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            // A daemon must not keep the directory it was started in busy.
+            libc::chdir(c"/".as_ptr());
+            // Let the daemon inherit the write end of the readiness pipe.
+            if libc::fcntl(keep_fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn default_log_path() -> std::io::Result<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join("ocxfs");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join("ocxfs.log"))
+}

@@ -1,0 +1,82 @@
+//! Checks of the mount point before mounting, dead FUSE mounts included.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::readiness::Readiness;
+use super::unmount::lazy_unmount;
+
+/// Check the mount point: it must exist and be a directory, and not be a
+/// live mount. A dead FUSE mount left by a killed ocxfs is cleared.
+pub(super) fn check_mountpoint(path: &Path, ready: &mut Readiness) -> Result<PathBuf, String> {
+    let dead = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => false,
+        Ok(_) => return Err(format!("mount point {} is not a directory", path.display())),
+        Err(e) if is_dead_mount_error(&e) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("mount point {} does not exist", path.display()));
+        }
+        Err(e) => return Err(format!("mount point {}: {e}", path.display())),
+    };
+    // The kernel may answer `stat` of a dead mount's root from its cache:
+    // only listing it tells a dead mount from a live one.
+    let dead = dead || (is_mounted(&absolute(path)) && !answers(path));
+    if dead {
+        tracing::warn!(
+            "{} is a dead FUSE mount (its process died); clearing it",
+            path.display()
+        );
+        lazy_unmount(path);
+        if std::fs::metadata(path).is_err() || is_mounted(&absolute(path)) {
+            return Err(format!(
+                "mount point {} is a dead mount that could not be cleared",
+                path.display()
+            ));
+        }
+        ready.note(&format!(
+            "cleared a stale mount at {} (its ocxfs process had died)",
+            path.display()
+        ));
+    }
+    let path = path
+        .canonicalize()
+        .map_err(|e| format!("mount point {}: {e}", path.display()))?;
+    if is_mounted(&path) {
+        return Err(format!("{} is already a mount point", path.display()));
+    }
+    Ok(path)
+}
+
+/// `path` made absolute without touching it (canonicalize would stat it).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+/// Whether a mounted directory can be listed: a dead FUSE mount answers
+/// ENOTCONN. A mount that does not answer within 2 s counts as alive (it
+/// may just be busy), so it is never cleared by mistake.
+fn answers(path: &Path) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let probe = path.to_owned();
+    std::thread::spawn(move || {
+        let dead = matches!(std::fs::read_dir(&probe), Err(e) if is_dead_mount_error(&e));
+        let _ = tx.send(!dead);
+    });
+    rx.recv_timeout(Duration::from_secs(2)).unwrap_or(true)
+}
+
+/// The error a FUSE mount whose process died answers with.
+fn is_dead_mount_error(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTCONN)
+}
+
+/// Whether `path` is a mount point, from the mount table.
+fn is_mounted(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    let target = path.to_string_lossy().replace(' ', "\\040");
+    mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(target.as_str()))
+}

@@ -1,0 +1,85 @@
+//! The FUSE session on the mount point, served by its own thread.
+
+use std::path::Path;
+
+use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
+
+use crate::fuse::FuseAdapter;
+
+/// A mounted FUSE session being served.
+pub(super) struct Session {
+    pub(super) unmounter: SessionUnmounter,
+    /// Fires when the session ends (an unmount from outside).
+    pub(super) done: tokio::sync::oneshot::Receiver<()>,
+    /// Receives once the session thread has returned.
+    pub(super) ended: std::sync::mpsc::Receiver<()>,
+}
+
+/// Mount `adapter` read-only on `mountpoint` and serve it on a thread.
+pub(super) fn start(
+    adapter: FuseAdapter,
+    mountpoint: &Path,
+    allow_other: bool,
+) -> Result<Session, String> {
+    let options = vec![
+        MountOption::FSName("ocxfs".into()),
+        // A kernel option, so that `/proc/mounts` says `fuse.ocxfs` (and
+        // `findmnt -t fuse.ocxfs` finds it) also when root mounts directly.
+        MountOption::CUSTOM("subtype=ocxfs".into()),
+        MountOption::RO,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        MountOption::DefaultPermissions,
+    ];
+    let mut fuse_config = Config::default();
+    fuse_config.mount_options = options;
+    // Visible to the mounting user only unless asked otherwise.
+    fuse_config.acl = if allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    fuse_config.n_threads = Some(4);
+    fuse_config.clone_fd = true;
+    let mut session = fuser::Session::new(adapter, mountpoint, &fuse_config)
+        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let unmounter = session.unmount_callable();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let (ended_tx, ended) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("ocxfs-fuse".into())
+        .spawn(move || {
+            if let Err(e) = session.run() {
+                tracing::error!("FUSE session ended with an error: {e}");
+            }
+            let _ = done_tx.send(());
+            let _ = ended_tx.send(());
+        })
+        .map_err(|e| format!("cannot start the FUSE loop: {e}"))?;
+    raise_kernel_readahead(mountpoint);
+    Ok(Session {
+        unmounter,
+        done,
+        ended,
+    })
+}
+
+/// Ask the kernel for 1 MiB read-ahead on this mount (its FUSE default is
+/// 128 KiB, which caps sequential reads at 128 KiB requests). Needs root;
+/// without it the default stays.
+fn raise_kernel_readahead(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let dev = meta.dev();
+    let bdi = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    match std::fs::write(&bdi, "1024") {
+        Ok(()) => tracing::debug!("kernel read-ahead set to 1 MiB"),
+        Err(e) => tracing::debug!("kernel read-ahead left at its default ({bdi}: {e})"),
+    }
+}

@@ -1,0 +1,93 @@
+//! Unmounting: on a stop signal, after an unmount from outside, by
+//! `ocxfs unmount`, lazily while files are open.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::readiness::notify_systemd;
+use super::session::Session;
+use crate::reader::Reader;
+
+/// SIGTERM and SIGINT, caught from before the mount exists, so that a stop
+/// request that follows readiness at once still unmounts cleanly.
+pub(super) struct StopSignals {
+    term: Signal,
+    int: Signal,
+}
+
+impl StopSignals {
+    pub(super) fn catch(rt: &tokio::runtime::Runtime) -> Result<StopSignals, String> {
+        let _rt = rt.enter();
+        let term = signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?;
+        let int = signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?;
+        Ok(StopSignals { term, int })
+    }
+}
+
+/// Serve until a stop signal or an unmount from outside, then write out
+/// what the disk cache still holds and unmount.
+pub(super) fn serve_until_stopped(
+    rt: &tokio::runtime::Runtime,
+    mut signals: StopSignals,
+    session: Session,
+    reader: &Reader,
+    mountpoint: &Path,
+) {
+    let Session {
+        mut unmounter,
+        done,
+        ended,
+    } = session;
+    rt.block_on(async {
+        tokio::select! {
+            _ = signals.int.recv() => tracing::info!("SIGINT: unmounting"),
+            _ = signals.term.recv() => tracing::info!("SIGTERM: unmounting"),
+            _ = done => tracing::info!("unmounted from outside"),
+        }
+    });
+    notify_systemd("STOPPING=1");
+    rt.block_on(reader.flush_disk_writes(Duration::from_secs(10)));
+    if let Err(e) = unmounter.unmount() {
+        // Busy (files open): detach the mount now. Open files keep the FUSE
+        // connection alive; it ends when this process exits.
+        tracing::warn!("unmount: {e}; detaching lazily");
+        lazy_unmount(mountpoint);
+    }
+    if ended.recv_timeout(Duration::from_secs(2)).is_err() {
+        tracing::warn!("files are still open on the detached mount; they will fail from now on");
+    }
+}
+
+/// Detach a mount even while files are open on it.
+pub(super) fn lazy_unmount(path: &Path) {
+    let ok = Command::new("fusermount3")
+        .args(["-u", "-z", "-q", "--"])
+        .arg(path)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+            // SAFETY: c is a valid NUL-terminated path.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// `ocxfs unmount`: unmount a mounted directory.
+pub fn unmount(path: &Path) -> Result<(), String> {
+    let status = Command::new("fusermount3")
+        .arg("-u")
+        .arg("--")
+        .arg(path)
+        .status()
+        .map_err(|e| format!("cannot run fusermount3: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("could not unmount {}", path.display()))
+    }
+}
