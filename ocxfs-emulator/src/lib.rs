@@ -15,6 +15,7 @@ mod demo;
 mod faults;
 pub mod fixtures;
 mod generate;
+pub mod hostile;
 mod net;
 mod range;
 mod stats;
