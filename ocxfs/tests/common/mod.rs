@@ -2,6 +2,8 @@
 //! `ocxfs mount`, both stopped by process id when the test ends.
 #![allow(dead_code)]
 
+pub mod unmounted;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
