@@ -274,11 +274,14 @@ async fn respond(
             &[],
         );
     }
-    let url_expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(signed.expires);
     // Forced expiries (expire-all, the fault) report an Expires just past.
     let forced = || SystemTime::now() - Duration::from_secs(1);
     if unix_now() > signed.expires {
-        return expired(shared, url_expiry);
+        // In the past, so representable (a far future `expires` is not).
+        return expired(
+            shared,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(signed.expires),
+        );
     }
     if signed.serial < shared.signer.expired_before.load(Ordering::SeqCst) {
         return expired(shared, forced());

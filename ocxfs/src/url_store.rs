@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::private_file;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Entry {
     url: String,
     /// Unix seconds until which the URL may be handed out.
@@ -20,12 +20,16 @@ struct Entry {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct File {
+struct File<E = Entry> {
     api_base: String,
     account: String,
     /// By object (`documents/<id>`).
-    urls: BTreeMap<String, Entry>,
+    urls: BTreeMap<String, E>,
 }
+
+/// The longest a presigned URL can be valid (S3's limit is 7 days): a
+/// longer time is impossible, and never stored or believed.
+pub const MAX_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub struct UrlStore {
     path: PathBuf,
@@ -65,19 +69,24 @@ pub fn default_dir() -> Option<PathBuf> {
 
 impl UrlStore {
     /// Open (or start) the store for this API base and account in `dir`.
-    /// An unreadable or corrupt file is set aside: it only costs POSTs.
+    /// An unreadable or corrupt file, or entry, is dropped with a log line:
+    /// it only costs POSTs.
     pub fn open(dir: &Path, api_base: &str, account: &str) -> std::io::Result<UrlStore> {
         private_file::create_dir(dir)?;
         let path = dir.join(format!("{}.json", key(api_base, account)));
-        let mut file = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<File>(&bytes).ok())
-            .filter(|f| f.api_base == api_base && f.account == account)
-            .unwrap_or_default();
+        let mut file = match std::fs::read(&path) {
+            Ok(bytes) => read_entries(&bytes, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
+            Err(e) => {
+                tracing::warn!("ignoring the stored URLs in {}: {e}", path.display());
+                File::default()
+            }
+        };
+        if file.api_base != api_base || file.account != account {
+            file = File::default();
+        }
         file.api_base = api_base.to_owned();
         file.account = account.to_owned();
-        let now = now_unix();
-        file.urls.retain(|_, e| e.valid_until > now);
         Ok(UrlStore {
             path,
             file: Mutex::new(file),
@@ -99,7 +108,8 @@ impl UrlStore {
             .collect()
     }
 
-    /// Remember a URL for `remaining`, and write the file.
+    /// Remember a URL for `remaining` (at most `MAX_URL_LIFETIME`), and
+    /// write the file.
     pub fn put(&self, object: &str, url: &str, remaining: Duration) {
         let mut file = self.file.lock().expect("url store poisoned");
         let now = now_unix();
@@ -108,7 +118,7 @@ impl UrlStore {
             object.to_owned(),
             Entry {
                 url: url.to_owned(),
-                valid_until: now + remaining.as_secs(),
+                valid_until: now.saturating_add(remaining.min(MAX_URL_LIFETIME).as_secs()),
             },
         );
         if let Err(e) = self.write(&file) {
@@ -130,6 +140,46 @@ impl UrlStore {
     fn write(&self, file: &File) -> std::io::Result<()> {
         let json = serde_json::to_vec(file).map_err(std::io::Error::other)?;
         private_file::write_atomic(&self.path, &[&json])
+    }
+}
+
+/// The entries of a state file that are still valid and possible; each
+/// bad one (not JSON of an entry, an impossible expiry) is dropped with a
+/// log line, and a file that is not JSON at all with one.
+fn read_entries(bytes: &[u8], path: &Path) -> File {
+    let raw = match serde_json::from_slice::<File<serde_json::Value>>(bytes) {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::warn!(
+                "ignoring the corrupt URL state file {}: {e}",
+                path.display()
+            );
+            return File::default();
+        }
+    };
+    let now = now_unix();
+    let latest = now.saturating_add(MAX_URL_LIFETIME.as_secs());
+    let urls = raw
+        .urls
+        .into_iter()
+        .filter_map(
+            |(object, value)| match serde_json::from_value::<Entry>(value) {
+                Ok(e) if e.valid_until > latest => {
+                    tracing::warn!(%object, "dropping a stored URL with an impossible expiry");
+                    None
+                }
+                Ok(e) => (e.valid_until > now).then_some((object, e)),
+                Err(e) => {
+                    tracing::warn!(%object, "dropping a malformed stored URL: {e}");
+                    None
+                }
+            },
+        )
+        .collect();
+    File {
+        api_base: raw.api_base,
+        account: raw.account,
+        urls,
     }
 }
 
@@ -191,5 +241,48 @@ mod tests {
             UrlStore::open(dir.path(), "b", "a").unwrap().load().len(),
             1
         );
+    }
+
+    #[test]
+    fn bad_entries_are_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = now_unix();
+        let file = serde_json::json!({
+            "api_base": "b",
+            "account": "a",
+            "urls": {
+                "documents/good": {"url": "http://s/g", "valid_until": now + 600},
+                "documents/forever": {"url": "http://s/f", "valid_until": u64::MAX},
+                "documents/later": {"url": "http://s/l", "valid_until": now + 8 * 24 * 3600},
+                "documents/negative": {"url": "http://s/n", "valid_until": -5},
+                "documents/float": {"url": "http://s/n", "valid_until": 1e300},
+                "documents/text": {"url": "http://s/t", "valid_until": "soon"},
+                "documents/nourl": {"valid_until": now + 600},
+                "documents/junk": [1, 2, 3],
+            }
+        });
+        let path = dir.path().join(format!("{}.json", key("b", "a")));
+        std::fs::write(&path, file.to_string()).unwrap();
+        let store = UrlStore::open(dir.path(), "b", "a").unwrap();
+        let loaded = store.load();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].object, "documents/good");
+        // Writing the file again keeps only what was good.
+        store.put("documents/new", "http://s/new", Duration::from_secs(60));
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut kept: Vec<_> = written["urls"].as_object().unwrap().keys().collect();
+        kept.sort();
+        assert_eq!(kept, ["documents/good", "documents/new"]);
+    }
+
+    #[test]
+    fn an_impossible_lifetime_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = UrlStore::open(dir.path(), "b", "a").unwrap();
+        store.put("documents/x", "http://s/x", Duration::MAX);
+        let loaded = UrlStore::open(dir.path(), "b", "a").unwrap().load();
+        assert_eq!(loaded.len(), 1, "kept, clamped");
+        assert!(loaded[0].remaining <= MAX_URL_LIFETIME);
     }
 }

@@ -35,15 +35,7 @@ impl Setup {
     }
 
     fn fault(&self, json: serde_json::Value) {
-        self.emu.curl(&[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            &json.to_string(),
-            &format!("{}/_emulator/faults", self.emu.url),
-        ]);
+        self.emu.fault(json);
     }
 
     fn clear_faults(&self) {
@@ -146,19 +138,28 @@ fn a_changed_object_is_estale_never_mixed_bytes() {
 
 #[test]
 fn post_errors_map_to_errno_and_are_not_retried() {
-    let s = Setup::new(1000, &[]);
-    let m = s.mount(&[]);
-    let file = m.docs().join("data.bin");
-    let id = s.id();
-    for (status, errno) in [
+    let statuses = [
         (402, libc::EACCES),
         (403, libc::EACCES),
         (401, libc::EACCES),
         (404, libc::ENOENT),
         (500, libc::EIO),
-    ] {
-        s.emu.control("reset-stats");
-        s.fault(serde_json::json!({"kind": "api_status", "route": "post", "status": status, "count": 1}));
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let data = pattern(1000, 5150);
+    for (status, _) in statuses {
+        write(&tmp.path().join("docs"), &format!("{status}.bin"), &data);
+    }
+    let emu = EmulatorProc::start(&tmp.path().join("docs"), &[]);
+    let s = Setup { tmp, emu, data };
+    let m = s.mount(&[]);
+    for (status, errno) in statuses {
+        let name = format!("{status}.bin");
+        let file = m.docs().join(&name);
+        let id = s.emu.id_of(&name);
+        s.fault(
+            serde_json::json!({"kind": "api_status", "route": "post", "status": status, "doc": id}),
+        );
         assert_eq!(errno_of(std::fs::File::open(&file)), errno, "HTTP {status}");
         // Tools retry open: the failure is remembered, no new POST.
         for _ in 0..5 {
@@ -169,11 +170,12 @@ fn post_errors_map_to_errno_and_are_not_retried() {
             );
         }
         assert_eq!(s.emu.posts(&id), 1, "POSTs after HTTP {status}");
-        s.clear_faults();
-        // The negative cache lasts 10 s; the next status needs a fresh one.
-        std::thread::sleep(Duration::from_millis(10_100));
     }
-    assert!(std::fs::read(&file).unwrap() == s.data);
+    s.clear_faults();
+    // The first backoff lasts 10 s; then one POST is made again.
+    std::thread::sleep(Duration::from_millis(10_100));
+    assert!(std::fs::read(m.docs().join("500.bin")).unwrap() == s.data);
+    assert_eq!(s.emu.posts(&s.emu.id_of("500.bin")), 2);
 }
 
 #[test]

@@ -76,6 +76,19 @@ impl EmulatorProc {
         serde_json::from_str(&self.curl(&[&format!("{}/_emulator/stats", self.url)])).unwrap()
     }
 
+    /// Add a fault (`_emulator/faults`, the JSON form).
+    pub fn fault(&self, json: serde_json::Value) {
+        self.curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &json.to_string(),
+            &format!("{}/_emulator/faults", self.url),
+        ]);
+    }
+
     pub fn control(&self, path: &str) {
         self.curl(&["-X", "POST", &format!("{}/_emulator/{path}", self.url)]);
     }
