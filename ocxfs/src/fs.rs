@@ -13,7 +13,8 @@ use crate::catalog::{Catalog, FileInfo, Node};
 use crate::error::{Error, Result};
 use crate::interrupt::Ticket;
 use crate::metrics::{DiskCacheStats, Memory, Snapshot};
-use crate::reader::{ObjectState, OpenFile, ReadData, Reader};
+use crate::object::Objects;
+use crate::reader::{OpenFile, ReadData, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -72,7 +73,7 @@ pub struct OcxFs {
     refreshing: AtomicBool,
     mounted_at: SystemTime,
     /// Per-inode object state, shared by all handles of a file.
-    objects: Mutex<HashMap<u64, Arc<ObjectState>>>,
+    objects: Objects,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
 }
@@ -114,6 +115,7 @@ impl OcxFs {
         catalog: Catalog,
         config: FsConfig,
     ) -> OcxFs {
+        let objects = Objects::new(reader.disk_cache().cloned());
         OcxFs {
             api,
             reader,
@@ -122,7 +124,7 @@ impl OcxFs {
             listed_at: Mutex::new(Instant::now()),
             refreshing: AtomicBool::new(false),
             mounted_at: SystemTime::now(),
-            objects: Mutex::new(HashMap::new()),
+            objects,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
         }
@@ -181,13 +183,7 @@ impl OcxFs {
 
     fn file_attr(&self, info: &FileInfo, base: Attr) -> Attr {
         // A size learned from storage beats the listing's.
-        let learned = self
-            .objects
-            .lock()
-            .expect("objects lock poisoned")
-            .get(&base.ino)
-            .and_then(|o| o.size());
-        let size = learned.or(info.size);
+        let size = self.objects.size(base.ino).or(info.size);
         Attr {
             kind: Kind::File,
             size: size.unwrap_or(0),
@@ -301,20 +297,7 @@ impl OcxFs {
                 "inode {ino} is not a file (or was deleted upstream)"
             ))
         })?;
-        let (state, keep_cache) = {
-            let mut objects = self.objects.lock().expect("objects lock poisoned");
-            match objects.get(&ino) {
-                Some(s) if !s.is_stale() => (s.clone(), true),
-                previous => {
-                    // A changed object starts afresh: new cache key, and the
-                    // kernel drops its pages of the old version.
-                    let keep = previous.is_none();
-                    let s = self.reader.new_object(info.object.clone(), info.size);
-                    objects.insert(ino, s.clone());
-                    (s, keep)
-                }
-            }
-        };
+        let (state, keep_cache) = self.objects.for_open(ino, &info.object, info.size);
         let object = info.object.clone();
         let direct_io = info.size.is_none();
         let page_cached = !direct_io && flags & libc::O_DIRECT == 0;

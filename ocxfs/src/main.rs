@@ -25,7 +25,7 @@ enum Command {
     },
     /// Read files or directories of a mount into its caches (the disk cache
     /// with --cache-dir), saying first how many POSTs that takes
-    Prefetch(ocxfs::warmup::PrefetchArgs),
+    Prefetch(ocxfs::prefetch_cmd::PrefetchArgs),
     /// Show what a running mount did: POSTs, bytes, cache hits, errors
     Stats {
         /// The mount point
@@ -101,7 +101,7 @@ fn main() {
         Command::Mount(args) if args.foreground => mount::run_foreground(args),
         Command::Mount(args) => mount::spawn_daemon(&args),
         Command::Unmount { mountpoint } => mount::unmount(&mountpoint),
-        Command::Prefetch(args) => ocxfs::warmup::run(&args),
+        Command::Prefetch(args) => ocxfs::prefetch_cmd::run(&args),
         Command::Stats {
             mountpoint,
             json,

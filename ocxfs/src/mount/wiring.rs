@@ -14,7 +14,8 @@ use crate::error::Error;
 use crate::fs::{FsConfig, OcxFs};
 use crate::metrics::Metrics;
 use crate::presign::PresignCache;
-use crate::reader::{Reader, RetryPolicy};
+use crate::reader::Reader;
+use crate::retry::RetryPolicy;
 use crate::storage::StorageClient;
 use crate::url_store::UrlStore;
 
@@ -72,16 +73,14 @@ pub fn build_fs(parts: FsParts) -> Wired {
     if let Some(store) = parts.url_store {
         presign = presign.with_store(store);
     }
-    let mut reader = Reader::new(
+    let reader = Reader::new(
         parts.storage,
         Arc::new(presign),
         parts.memory_budget,
         RetryPolicy::default(),
         metrics,
+        parts.disk_cache,
     );
-    if let Some(disk) = parts.disk_cache {
-        reader = reader.with_disk_cache(disk);
-    }
     let mut catalog = Catalog::new();
     let skipped = catalog.rebuild(&parts.listing);
     let (documents, samples) = catalog.counts();

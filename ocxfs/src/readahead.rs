@@ -30,7 +30,7 @@ const BACKWARD_TOLERANCE: u64 = MIB;
 const FORWARD_TOLERANCE: u64 = 16 * MIB;
 
 #[derive(Debug, Default)]
-pub struct Prefetch {
+pub struct ReadAhead {
     /// Where the current stream expects its next read; `None` before any.
     next: Option<u64>,
     /// Where the current stream began.
@@ -54,7 +54,7 @@ pub struct Plan {
     pub streaming: bool,
 }
 
-impl Prefetch {
+impl ReadAhead {
     pub fn on_read(&mut self, offset: u64, len: u64, size: u64) -> Plan {
         let end = (offset + len).min(size);
         // Past everything requested: the read-ahead did not foresee it.
@@ -82,7 +82,7 @@ impl Prefetch {
         };
         if !continues {
             let cancel = self.window > 0;
-            *self = Prefetch {
+            *self = ReadAhead {
                 next: Some(end),
                 stream_start: offset,
                 ahead_until: end,
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn sequential_reads_grow_the_window_to_the_maximum() {
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         let first = p.on_read(0, 128 * 1024, GIB);
         assert_eq!(first.ahead, Some(128 * 1024..128 * 1024 + INITIAL_WINDOW));
         let mut requested = first.ahead.unwrap().end;
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn kernel_reordering_is_still_sequential() {
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         p.on_read(0, MIB, GIB);
         p.on_read(MIB, MIB, GIB);
         let back = p.on_read(MIB + 512 * 1024, 256 * 1024, GIB);
@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn re_reading_a_page_never_grows_the_window() {
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         p.on_read(0, 128 * 1024, GIB);
         p.on_read(128 * 1024, 128 * 1024, GIB);
         let window = p.window;
@@ -201,7 +201,7 @@ mod tests {
         // file it had read: single pages, megabytes apart, in order.
         // They may look like a stream, but only a read right after the
         // previous one asks for more, and no more than the stream has read.
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         let mut off = 13 * MIB;
         for i in 0..200u64 {
             let step = 4096 + (i % 7) * 900 * 1024;
@@ -221,7 +221,7 @@ mod tests {
     fn a_stream_starts_when_the_kernels_second_read_arrives_first() {
         // Seen with a buffered reader starting at 12,345: the kernel's
         // reads at 2 MiB and 1 MiB overtake each other.
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         assert!(!p.on_read(12_288, MIB, GIB).streaming);
         for (offset, len) in [(2 * MIB, MIB), (MIB + 12_288, MIB - 12_288), (3 * MIB, MIB)] {
             let plan = p.on_read(offset, len, GIB);
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn a_far_seek_cancels_and_restarts_small() {
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         for i in 0..8 {
             p.on_read(i * MIB, MIB, GIB);
         }
@@ -244,7 +244,7 @@ mod tests {
                 streaming: false,
             }
         );
-        let mut back = Prefetch::default();
+        let mut back = ReadAhead::default();
         for i in 100..108 {
             back.on_read(i * MIB, MIB, GIB);
         }
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn random_small_reads_fetch_no_read_ahead() {
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         for off in [77 * MIB, 3 * MIB, 901 * MIB, 45 * MIB, 600 * MIB] {
             let plan = p.on_read(off, 4096, GIB);
             assert_eq!(plan.ahead, None);
@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn budget_short_means_asking_again_later() {
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         let r = p.on_read(0, MIB, GIB).ahead.unwrap();
         p.granted_until(r.start + 64 * 1024);
         let again = p.on_read(MIB, MIB, GIB).ahead.unwrap();
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn never_reads_past_the_end() {
-        let mut p = Prefetch::default();
+        let mut p = ReadAhead::default();
         let size = 3 * MIB + 5;
         let mut off = 0;
         while off < size {
@@ -291,7 +291,7 @@ mod tests {
     proptest! {
         #[test]
         fn read_ahead_is_bounded_and_contiguous(reads in proptest::collection::vec((0u64..GIB, 1u64..2 * MIB), 1..200)) {
-            let mut p = Prefetch::default();
+            let mut p = ReadAhead::default();
             for (off, len) in reads {
                 let plan = p.on_read(off, len, GIB);
                 if let Some(r) = plan.ahead {

@@ -1,6 +1,9 @@
 //! `ocxfs prefetch PATH…`: read files through the mount so that they land
 //! in its caches (the disk cache, with `--cache-dir`), telling first how
 //! many charging POSTs that takes.
+//!
+//! Not to be confused with read-ahead inside the daemon (`readahead`):
+//! this is a client command that reads whole files through a mount.
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
