@@ -246,20 +246,28 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_stopping() {
     let n = socket.recv(&mut buf);
     let ready_and_mounted = n
         .as_ref()
-        .map(|n| &buf[..*n] == b"READY=1")
+        .map(|n| says(&buf[..*n], "READY=1"))
         .unwrap_or(false)
         && is_mounted(&f.mnt);
     // SAFETY: plain kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let stopping = socket.recv(&mut buf).map(|n| buf[..n].to_vec());
+    let stopping = socket.recv(&mut buf).map(|n| says(&buf[..n], "STOPPING=1"));
     let status = child.wait().unwrap();
     assert!(
         ready_and_mounted,
         "READY=1 must come once the mount answers"
     );
-    assert_eq!(stopping.unwrap(), b"STOPPING=1");
+    assert!(stopping.unwrap(), "STOPPING=1 must come on SIGTERM");
     assert!(status.success());
     assert!(!is_mounted(&f.mnt));
+}
+
+/// Whether a notification datagram (newline-separated `KEY=VALUE` lines,
+/// as sd_notify(3) has them) holds `line`.
+fn says(datagram: &[u8], line: &str) -> bool {
+    datagram
+        .split(|&b| b == b'\n')
+        .any(|l| l == line.as_bytes())
 }
 
 fn file_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64, u32)> {

@@ -108,7 +108,7 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         mountpoint.display()
     );
     ready.send("ok");
-    notify_systemd("READY=1");
+    notify_systemd(sd_notify::NotifyState::Ready);
 
     unmount::serve_until_stopped(&rt, signals, session, &reader, &mountpoint);
     if let Some(emu) = demo {

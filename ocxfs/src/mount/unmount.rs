@@ -48,7 +48,7 @@ pub(super) fn serve_until_stopped(
             _ = done => tracing::info!("unmounted from outside"),
         }
     });
-    notify_systemd("STOPPING=1");
+    notify_systemd(sd_notify::NotifyState::Stopping);
     rt.block_on(reader.flush_disk_writes(Duration::from_secs(10)));
     if let Err(e) = unmounter.unmount() {
         // Busy (files open): detach the mount now. Open files keep the FUSE
