@@ -307,14 +307,15 @@ mod tests {
     use crate::api::credentials::{Credentials, Secret};
     use crate::api::{ApiClient, ObjectId, ObjectKind};
     use crate::cache::{BlockKey, Claim, Slot};
+    use crate::http_client::HttpTrust;
     use crate::object::Objects;
 
     fn downloads() -> Arc<Downloads> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         // Nothing is fetched in these tests: the addresses are never used.
         let api = ApiClient::new(
             "http://127.0.0.1:9",
             Credentials::ApiKey(Secret::new("unused")),
+            &HttpTrust::default(),
         )
         .unwrap();
         let metrics = Arc::new(Metrics::default());
@@ -323,7 +324,7 @@ mod tests {
             Duration::from_secs(5),
             metrics.clone(),
         ));
-        let storage = StorageClient::new(Duration::from_secs(5)).unwrap();
+        let storage = StorageClient::new(Duration::from_secs(5), &HttpTrust::default()).unwrap();
         Arc::new(Downloads::new(
             Arc::new(BlockCache::new(64 * BLOCK_SIZE)),
             storage,

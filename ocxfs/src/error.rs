@@ -29,6 +29,13 @@ pub enum Error {
     Connect(String),
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The server's certificate was refused; says for which host, why and
+    /// what to do. Sending again cannot help.
+    #[error("{0}")]
+    Tls(String),
+    /// The proxy in the way failed; says which, why and what to do.
+    #[error("{0}")]
+    Proxy(String),
     #[error("invalid response: {0}")]
     InvalidResponse(String),
     #[error("storage body ended early: got {got} of {expected} bytes")]
@@ -68,6 +75,8 @@ impl Error {
             | Error::Server { .. }
             | Error::Network(_)
             | Error::Connect(_)
+            | Error::Tls(_)
+            | Error::Proxy(_)
             | Error::InvalidResponse(_)
             | Error::Truncated { .. }
             | Error::UrlExpired
@@ -100,6 +109,8 @@ impl Error {
             Error::Network(_) => "network",
             Error::Connect(_) => "connect",
             Error::Timeout(_) => "timeout",
+            Error::Tls(_) => "tls",
+            Error::Proxy(_) => "proxy",
             Error::InvalidResponse(_) => "invalid_response",
             Error::Truncated { .. } => "truncated",
             Error::UrlExpired => "url_expired",
@@ -114,6 +125,9 @@ impl Error {
     /// Classify a reqwest failure without its URL: presigned URLs are
     /// secrets and reqwest's Display includes the URL.
     pub fn from_http(err: &reqwest::Error) -> Error {
+        if let Some(named) = crate::connect_failure::explain(err) {
+            return named;
+        }
         let cause = std::error::Error::source(err)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();

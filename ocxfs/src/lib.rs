@@ -3,12 +3,14 @@
 pub mod api;
 pub mod cache;
 pub mod catalog;
+pub mod connect_failure;
 pub mod demo;
 pub mod disk_cache;
 pub mod download;
 pub mod error;
 pub mod fs;
 pub mod fuse;
+pub mod http_client;
 pub mod interrupt;
 pub mod metrics;
 pub mod mount;

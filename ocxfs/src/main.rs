@@ -95,8 +95,6 @@ fn main() {
         Cli::parse()
     };
     init_logging(cli.log_level.as_deref());
-    // reqwest is built without a default TLS provider; install ring's.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Mount(args) if args.foreground => mount::run_foreground(args),
         Command::Mount(args) => mount::spawn_daemon(&args),

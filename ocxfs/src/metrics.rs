@@ -24,6 +24,8 @@ pub struct Metrics {
     pub block_misses: AtomicU64,
     /// Failures by kind (`Error::kind`), each counted where it is logged.
     errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// The most recent failure counted, as the user reads it.
+    last_error: Mutex<Option<String>>,
     /// POSTs by object (`documents/<id>`, `samples/<id>`).
     posts_by_object: Mutex<BTreeMap<String, u64>>,
 }
@@ -42,6 +44,9 @@ pub struct Snapshot {
     pub block_hits: u64,
     pub block_misses: u64,
     pub errors: BTreeMap<String, u64>,
+    /// The most recent failure counted in `errors`, in words.
+    #[serde(default)]
+    pub last_error: Option<String>,
     pub memory: Memory,
     /// Present when `--cache-dir` is set.
     pub disk_cache: Option<DiskCacheStats>,
@@ -85,6 +90,7 @@ impl Metrics {
             .expect("metrics lock poisoned")
             .entry(error.kind())
             .or_default() += 1;
+        *self.last_error.lock().expect("metrics lock poisoned") = Some(error.to_string());
     }
 
     pub fn count_post(&self, object: &str) {
@@ -123,6 +129,11 @@ impl Metrics {
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
+            last_error: self
+                .last_error
+                .lock()
+                .expect("metrics lock poisoned")
+                .clone(),
             ..Snapshot::default()
         }
     }

@@ -110,6 +110,9 @@ pub fn render(s: &Snapshot, per_object: bool) -> String {
             .join(", ")
     };
     line(&mut out, "errors", errors);
+    if let Some(last) = &s.last_error {
+        line(&mut out, "last error", last.clone());
+    }
     if per_object {
         out.push_str("POSTs per object\n");
         for (object, n) in &s.posts_by_object {
@@ -133,6 +136,7 @@ mod tests {
             ..Snapshot::default()
         };
         s.errors.insert("timeout".into(), 2);
+        s.last_error = Some("timed out: no data from storage for 30s".into());
         s.posts_by_object.insert("documents/abc".into(), 3);
         let text = render(&s, true);
         assert!(
@@ -142,6 +146,8 @@ mod tests {
         assert!(text.contains("3.0 MiB"));
         assert!(text.contains("75.0%"));
         assert!(text.contains("timeout: 2"));
+        assert!(text.contains("last error"), "{text}");
+        assert!(text.contains("timed out: no data from storage for 30s"));
         assert!(text.contains("documents/abc"));
         assert!(!render(&s, false).contains("documents/abc"));
     }

@@ -9,6 +9,7 @@ use reqwest::{StatusCode, Url, header};
 
 use crate::api::read_capped;
 use crate::error::{Error, Result};
+use crate::http_client::HttpTrust;
 
 /// Storage error bodies are short XML documents.
 const MAX_ERROR_BODY: usize = 16 * 1024;
@@ -69,11 +70,10 @@ impl RangeBody {
 }
 
 impl StorageClient {
-    pub fn new(stall_timeout: Duration) -> Result<StorageClient> {
+    pub fn new(stall_timeout: Duration, trust: &HttpTrust) -> Result<StorageClient> {
         // No default headers: API credentials must never reach storage.
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ocxfs/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+        let http = trust
+            .builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()

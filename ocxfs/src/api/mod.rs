@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
+use crate::http_client::HttpTrust;
 use credentials::Credentials;
 use model::{Account, ApiErrorBody, Document, DownloadUri, Project, Sample, Tag};
 
@@ -110,14 +111,13 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(base: &str, credentials: Credentials) -> Result<ApiClient> {
+    pub fn new(base: &str, credentials: Credentials, trust: &HttpTrust) -> Result<ApiClient> {
         let base = Url::parse(base)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| Error::Config(format!("invalid API base URL {base:?}")))?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ocxfs/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
+        let http = trust
+            .builder()
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;

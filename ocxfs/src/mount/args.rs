@@ -55,6 +55,10 @@ pub struct MountArgs {
     /// Keep downloaded blocks on disk here, across remounts
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// PEM file of CA certificates to trust besides the system's, for the
+    /// API and storage (SSL_CERT_FILE or SSL_CERT_DIR replace the system's)
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Largest size of the disk cache, e.g. 20G
     #[arg(long, value_parser = parse_size, default_value = "10G")]
     pub max_cache_size: u64,
@@ -100,6 +104,7 @@ impl MountArgs {
             ("--api-key-file", &self.api_key_file),
             ("--log-file", &self.log_file),
             ("--cache-dir", &self.cache_dir),
+            ("--ca-file", &self.ca_file),
         ] {
             if let Some(p) = path {
                 a.push(flag.into());

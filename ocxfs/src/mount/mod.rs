@@ -25,6 +25,7 @@ use crate::demo::Demo;
 use crate::disk_cache::DiskCache;
 use crate::fs::FsConfig;
 use crate::fuse::FuseAdapter;
+use crate::http_client::HttpTrust;
 use crate::storage::StorageClient;
 use crate::url_store::{self, UrlStore};
 use readiness::{Readiness, notify_systemd};
@@ -58,7 +59,8 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         Some(emu) => (emu.api_base().to_owned(), emu.credentials()),
         None => (args.api_base.clone(), credentials_of(args)?),
     };
-    let (api, account, listing) = rt.block_on(connect(&api_base, credentials))?;
+    let trust = HttpTrust::new(args.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    let (api, account, listing) = rt.block_on(connect(&api_base, credentials, &trust))?;
 
     // The demo's emulator signs with a new key each run: nothing to keep.
     let url_store = if args.no_persist_urls || args.demo {
@@ -66,8 +68,8 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
     } else {
         open_url_store(&api_base, &account.uri)
     };
-    let storage =
-        StorageClient::new(Duration::from_secs(args.stall_timeout)).map_err(|e| e.to_string())?;
+    let storage = StorageClient::new(Duration::from_secs(args.stall_timeout), &trust)
+        .map_err(|e| e.to_string())?;
     let disk_cache = match &args.cache_dir {
         Some(dir) => Some(Arc::new(
             DiskCache::open(dir, args.max_cache_size)

@@ -12,6 +12,7 @@ use crate::catalog::Catalog;
 use crate::disk_cache::DiskCache;
 use crate::error::Error;
 use crate::fs::{FsConfig, OcxFs};
+use crate::http_client::HttpTrust;
 use crate::metrics::Metrics;
 use crate::presign::PresignCache;
 use crate::reader::Reader;
@@ -52,8 +53,9 @@ pub struct Wired {
 pub async fn connect(
     api_base: &str,
     credentials: Credentials,
+    trust: &HttpTrust,
 ) -> Result<(Arc<ApiClient>, Account, Listing), String> {
-    let api = Arc::new(ApiClient::new(api_base, credentials).map_err(|e| e.to_string())?);
+    let api = Arc::new(ApiClient::new(api_base, credentials, trust).map_err(|e| e.to_string())?);
     let account = api
         .account()
         .await
@@ -122,6 +124,8 @@ fn describe_startup_error(e: &Error, base: &str) -> String {
         Error::Unauthorized { .. } | Error::Forbidden(_) => {
             format!("the API key was rejected by {base} ({e})")
         }
+        // These name the host, the cause and the remedy themselves.
+        Error::Tls(_) | Error::Proxy(_) => e.to_string(),
         Error::Network(_) | Error::Connect(_) | Error::Timeout(_) => {
             format!("cannot reach {base}: {e}")
         }

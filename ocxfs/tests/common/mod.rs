@@ -188,31 +188,19 @@ impl MountProc {
         extra: &[&str],
         log: Option<&Path>,
     ) -> MountProc {
+        let mut cmd = mount_command(&emu.url, dir, extra);
+        cmd.arg("--foreground");
+        if let Some(p) = log {
+            cmd.stderr(Stdio::from(std::fs::File::create(p).unwrap()))
+                .env("RUST_LOG", "trace");
+        }
+        MountProc::spawn(cmd, dir)
+    }
+
+    /// Start `cmd` (`mount_command` with `--foreground`) and wait for its mount on `dir`.
+    pub fn spawn(mut cmd: Command, dir: &Path) -> MountProc {
         require_fuse();
-        let stderr = match log {
-            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
-            None => Stdio::inherit(),
-        };
-        let level = if log.is_some() {
-            "trace"
-        } else {
-            "warn,ocxfs=debug"
-        };
-        let child = Command::new(bin())
-            .arg("mount")
-            .arg(dir)
-            .arg("--foreground")
-            .arg("--api-base")
-            .arg(&emu.url)
-            .args(extra)
-            .env("ONE_CODEX_API_KEY", KEY)
-            .env_remove("ONE_CODEX_BEARER_TOKEN")
-            .env_remove("OCXFS_API_KEY")
-            .env("RUST_LOG", level)
-            .env("XDG_STATE_HOME", state_home(dir))
-            .stderr(stderr)
-            .spawn()
-            .expect("start ocxfs mount");
+        let child = cmd.spawn().expect("start ocxfs mount");
         let mut m = MountProc {
             child: Some(child),
             dir: dir.to_owned(),
@@ -276,6 +264,38 @@ impl Drop for MountProc {
                 .status();
         }
     }
+}
+
+/// `ocxfs mount DIR` against the API at `api_base`, with the
+/// test key, a per-test state directory, no proxy from the environment and
+/// the system's CA roots.
+pub fn mount_command(api_base: &str, dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("mount")
+        .arg(dir)
+        .arg("--api-base")
+        .arg(api_base)
+        .args(extra)
+        .env("ONE_CODEX_API_KEY", KEY)
+        .env_remove("ONE_CODEX_BEARER_TOKEN")
+        .env_remove("OCXFS_API_KEY")
+        .env("RUST_LOG", "warn,ocxfs=debug")
+        .env("XDG_STATE_HOME", state_home(dir));
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// A temporary account with one document `name`, its emulator, and an
