@@ -10,6 +10,7 @@ use ocxfs::api::credentials::{Credentials, Secret};
 use ocxfs::catalog::ROOT_INO;
 use ocxfs::error::Error;
 use ocxfs::fs::{Attr, FsConfig, Kind, OcxFs};
+use ocxfs::http_client::HttpTrust;
 use ocxfs::interrupt::{Interrupts, Ticket};
 use ocxfs::mount::{FsParts, build_fs, connect, current_owner};
 use ocxfs::storage::StorageClient;
@@ -42,14 +43,15 @@ impl UnmountedFs {
         args.docs = Some(docs.to_owned());
         let emu = Emulator::start(args).await.expect("start the emulator");
         let credentials = Credentials::ApiKey(Secret::new(DEMO_API_KEY));
-        let (api, _account, listing) = connect(emu.base_url(), credentials)
+        let (api, _account, listing) = connect(emu.base_url(), credentials, &HttpTrust::default())
             .await
             .expect("connect to the emulator");
         let (uid, gid) = current_owner();
         let wired = build_fs(FsParts {
             api,
             listing,
-            storage: StorageClient::new(Duration::from_secs(10)).expect("storage client"),
+            storage: StorageClient::new(Duration::from_secs(10), &HttpTrust::default())
+                .expect("storage client"),
             url_store: None,
             disk_cache: None,
             memory_budget: 64 << 20,
