@@ -22,6 +22,7 @@ pub mod private_file;
 pub mod readahead;
 pub mod reader;
 pub mod retry;
+pub mod size;
 pub mod stats;
 pub mod storage;
 pub mod url_store;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::{BY_ID_DIR, CONTROL_DIR, STATS_FILE};
 use crate::fs::POST_NEEDED_XATTR;
+use crate::size::format_size;
 
 #[derive(clap::Args, Debug)]
 pub struct PrefetchArgs {
@@ -79,17 +80,6 @@ fn xattr(path: &Path, name: &str) -> Option<String> {
     (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
 }
 
-fn human(n: f64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < units.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{v:.1} {}", units[u])
-}
-
 fn confirm(question: &str) -> Result<(), String> {
     if !std::io::stdin().is_terminal() {
         return Err("not asking on a non-interactive input: add --yes to go ahead".into());
@@ -130,7 +120,7 @@ pub fn run(args: &PrefetchArgs) -> Result<(), String> {
     eprintln!(
         "prefetch: {} files, {}; at most {posts} download_uri POSTs (each may incur retrieval charges)",
         targets.len(),
-        human(total as f64)
+        format_size(total)
     );
     if posts > 0 && !args.yes {
         confirm("Go ahead?")?;
@@ -160,10 +150,10 @@ pub fn run(args: &PrefetchArgs) -> Result<(), String> {
                     let eta = total.saturating_sub(done) as f64 / rate.max(1.0);
                     let line = format!(
                         "  {} / {}  {:.0}%  {}/s  ETA {:.0} s  ({}/{} files)",
-                        human(done as f64),
-                        human(total as f64),
+                        format_size(done),
+                        format_size(total),
                         100.0 * done as f64 / total.max(1) as f64,
-                        human(rate),
+                        format_size(rate as u64),
                         eta,
                         i + 1,
                         targets.len()
@@ -188,8 +178,8 @@ pub fn run(args: &PrefetchArgs) -> Result<(), String> {
         "prefetch: {} of {} files read, {} in {secs:.1} s ({}/s)",
         targets.len() - failed.len(),
         targets.len(),
-        human(done as f64),
-        human(done as f64 / secs.max(0.001))
+        format_size(done),
+        format_size((done as f64 / secs.max(0.001)) as u64)
     );
     if let Ok(after) = crate::stats::read(&root) {
         eprintln!(

@@ -5,27 +5,13 @@ use std::path::Path;
 
 use crate::catalog::{CONTROL_DIR, STATS_FILE};
 use crate::metrics::Snapshot;
+use crate::size::format_size;
 
 pub fn read(mountpoint: &Path) -> Result<Snapshot, String> {
     let path = mountpoint.join(CONTROL_DIR).join(STATS_FILE);
     let text = std::fs::read(&path)
         .map_err(|e| format!("{} is not an ocxfs mount ({e})", mountpoint.display()))?;
     serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 fn rate(hits: u64, misses: u64) -> String {
@@ -59,9 +45,13 @@ pub fn render(s: &Snapshot, per_object: bool) -> String {
     line(
         &mut out,
         "bytes fetched from storage",
-        bytes(s.bytes_fetched),
+        format_size(s.bytes_fetched),
     );
-    line(&mut out, "bytes served to readers", bytes(s.bytes_served));
+    line(
+        &mut out,
+        "bytes served to readers",
+        format_size(s.bytes_served),
+    );
     line(
         &mut out,
         "block cache hit rate",
@@ -78,10 +68,10 @@ pub fn render(s: &Snapshot, per_object: bool) -> String {
         "memory",
         format!(
             "{} cached + {} in flight of {}; RSS {}",
-            bytes(m.cached_bytes),
-            bytes(m.in_flight_bytes),
-            bytes(m.budget),
-            bytes(m.rss_bytes)
+            format_size(m.cached_bytes),
+            format_size(m.in_flight_bytes),
+            format_size(m.budget),
+            format_size(m.rss_bytes)
         ),
     );
     if let Some(d) = &s.disk_cache {
@@ -90,8 +80,8 @@ pub fn render(s: &Snapshot, per_object: bool) -> String {
             "disk cache",
             format!(
                 "{} of {} used; hit rate {} ({} hits, {} misses); {} damaged, {} write failures",
-                bytes(d.used_bytes),
-                bytes(d.max_bytes),
+                format_size(d.used_bytes),
+                format_size(d.max_bytes),
                 rate(d.hits, d.misses),
                 d.hits,
                 d.misses,

@@ -15,22 +15,8 @@ use ocxfs::fs::{Kind, POST_NEEDED_XATTR};
 const BIG_LEN: usize = (5 << 20) + 777;
 const SMALL: &[u8] = b"ACGT\nTTGA\n";
 
-/// Bytes that differ at every offset (a block served at the wrong place
-/// cannot match).
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 fn write_docs(dir: &Path) -> Vec<u8> {
-    let big = pattern(BIG_LEN);
+    let big = common::pattern(BIG_LEN, 11);
     std::fs::write(dir.join("reads.fastq"), &big).unwrap();
     std::fs::write(dir.join("small.txt"), SMALL).unwrap();
     big

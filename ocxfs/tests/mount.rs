@@ -550,3 +550,28 @@ fn names_are_stable_whatever_the_listing_order_and_all_pages_are_read() {
             .all(|n| n.len() <= 255 && n.ends_with(".fastq"))
     );
 }
+
+#[test]
+fn sizes_are_read_in_binary_units_with_decimals() {
+    let (_tmp, emu, mnt) = one_document("hello.txt", b"hello world\n");
+    let m = MountProc::start(&emu, &mnt, &["--max-memory", "1.5G"]);
+    assert_eq!(m.stats()["memory"]["budget"], 3u64 << 29);
+    drop(m);
+    let out = Command::new(bin())
+        .arg("mount")
+        .arg(&mnt)
+        .args([
+            "--foreground",
+            "--api-base",
+            &emu.url,
+            "--max-memory",
+            "1.5Q",
+        ])
+        .env("ONE_CODEX_API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a size: \"1.5Q\""), "{err}");
+    assert!(!is_mounted(&mnt));
+}

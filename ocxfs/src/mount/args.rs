@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::api::DEFAULT_API_BASE;
+use crate::size::parse_size;
 
 /// Environment variable that carries `--api-key` to the daemon, so that the
 /// key never appears in the daemon's command line (visible in `ps`).
@@ -35,7 +36,7 @@ pub struct MountArgs {
     /// Seconds before the listing is fetched again
     #[arg(long, default_value_t = 60)]
     pub listing_ttl: u64,
-    /// Memory for cached and in-flight data, e.g. 512M or 2G
+    /// Memory for cached and in-flight data, e.g. 512M, 1.5G or 2G
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
     /// Seconds without data from storage before a request is cut and retried
@@ -114,42 +115,5 @@ impl MountArgs {
         a.push("--max-cache-size".into());
         a.push(self.max_cache_size.to_string().into());
         Ok(a)
-    }
-}
-
-/// `512M`, `2G`, `1048576`: binary units.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("not a size: {s:?}"))?;
-    let mult = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 1,
-        "K" => 1 << 10,
-        "M" => 1 << 20,
-        "G" => 1 << 30,
-        "T" => 1 << 40,
-        _ => return Err(format!("unknown unit in {s:?} (use K, M, G)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
-        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("M").is_err());
     }
 }
