@@ -81,6 +81,8 @@ pub struct Rule {
     pub headers: Vec<(String, String)>,
     /// The body, or the part before the repeated items.
     pub body: String,
+    /// The body as raw bytes (they need not be UTF-8), instead of `body`.
+    pub bytes: Option<Vec<u8>>,
     /// An endless or huge body, streamed: never held in memory.
     pub repeat: Option<Repeat>,
     /// Wait this long before answering.
@@ -143,6 +145,12 @@ impl Rule {
 
     pub fn body(mut self, body: impl Into<String>) -> Rule {
         self.body = body.into();
+        self
+    }
+
+    /// A body of raw bytes (they need not be UTF-8).
+    pub fn bytes(mut self, bytes: impl Into<Vec<u8>>) -> Rule {
+        self.bytes = Some(bytes.into());
         self
     }
 
@@ -459,7 +467,10 @@ fn scripted(shared: &Shared, rule: Rule, n: u64) -> Response {
         };
         builder = builder.header(name, value);
     }
-    let first = Bytes::from(fill(&rule.body, base, n, None));
+    let first = match rule.bytes {
+        Some(bytes) => Bytes::from(bytes),
+        None => Bytes::from(fill(&rule.body, base, n, None)),
+    };
     let simple = rule.repeat.is_none() && rule.chunk_delay_ms == 0 && rule.abort_after.is_none();
     let body = match simple {
         true => Body::from(first),
@@ -492,6 +503,10 @@ struct BodyState {
     chunk_delay: Duration,
 }
 
+/// Repeated items are sent in chunks of about this size (one item per
+/// chunk with `chunk_delay_ms`).
+const CHUNK: usize = 64 * 1024;
+
 impl BodyState {
     /// The next piece of the body, or none at its end.
     fn next_chunk(&mut self) -> Option<Bytes> {
@@ -500,11 +515,19 @@ impl BodyState {
         }
         let r = &self.repeat;
         if self.next_item < r.count {
-            let i = self.next_item;
-            self.next_item += 1;
-            let sep = if i == 0 { "" } else { r.separator.as_str() };
-            let item = fill(&r.item, &self.base, self.n, Some(i));
-            return Some(Bytes::from(format!("{sep}{item}")));
+            let mut chunk = String::new();
+            while self.next_item < r.count && chunk.len() < CHUNK {
+                let i = self.next_item;
+                self.next_item += 1;
+                if i > 0 {
+                    chunk.push_str(&r.separator);
+                }
+                chunk.push_str(&fill(&r.item, &self.base, self.n, Some(i)));
+                if !self.chunk_delay.is_zero() {
+                    break;
+                }
+            }
+            return Some(Bytes::from(chunk));
         }
         if !self.suffix_sent {
             self.suffix_sent = true;
@@ -518,7 +541,9 @@ fn body_stream(
     state: BodyState,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     stream::unfold(state, |mut state| async move {
-        tokio::time::sleep(state.chunk_delay).await;
+        if !state.chunk_delay.is_zero() {
+            tokio::time::sleep(state.chunk_delay).await;
+        }
         let mut chunk = state.next_chunk()?;
         if let Some(limit) = state.abort_after {
             if state.sent >= limit {

@@ -153,7 +153,7 @@ impl Catalog {
     /// Rebuild the tree from a fresh listing. Objects and directories keep
     /// their inodes; objects gone upstream leave the tree (open handles keep
     /// their own reference). Returns how many entries were skipped as
-    /// invalid or duplicate.
+    /// invalid or duplicate, with those the API sent malformed.
     pub fn rebuild(&mut self, listing: &Listing) -> usize {
         self.dirs.clear();
         self.files.clear();
@@ -273,7 +273,7 @@ impl Catalog {
             samples,
             &[BY_ID_DIR, BY_PROJECT_DIR, BY_TAG_DIR],
         );
-        skipped
+        skipped.saturating_add(usize::try_from(listing.malformed).unwrap_or(usize::MAX))
     }
 
     /// Name the items and put them in `top`, its `.by-id`, and for samples
@@ -528,6 +528,7 @@ mod tests {
             samples: all,
             projects,
             tags,
+            malformed: 0,
         });
         let flat = path(&c, "samples/SRR2352185.fastq.gz").unwrap();
         assert_eq!(path(&c, "samples/.by-id/7428cca4a3a04a8e"), Some(flat));

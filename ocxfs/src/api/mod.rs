@@ -2,37 +2,29 @@
 //! charging `download_uri` POST.
 
 pub mod credentials;
+mod listing;
 pub mod model;
 mod pagination;
 
+pub use listing::Progress;
 pub use pagination::retry_after;
 
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url, header};
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 use crate::http_client::HttpTrust;
 use credentials::Credentials;
+use listing::{Fetched, Paging};
 use model::{Account, ApiErrorBody, Document, DownloadUri, Project, Sample, Tag};
 
 pub const DEFAULT_API_BASE: &str = "https://app.onecodex.com";
-/// The schema's maximum page size: fewer round trips for large accounts.
-const PAGE_SIZE: u32 = 1000;
-/// A listing with more pages than this is treated as a server loop.
-const MAX_PAGES: u32 = 100_000;
 /// Error bodies are read for their message only; cap what we buffer.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Paging {
-    /// `page=` numbers (and `Link` headers).
-    Pages,
-    /// `X-Pagination-Style: cursor`, `cursor=`, `X-Next-Cursor`.
-    Cursor,
-}
+/// The account and the POST answer a few hundred bytes.
+const MAX_ANSWER_BODY: u64 = 1 << 20;
 
 /// The whole account as the tree shows it.
 #[derive(Debug, Default)]
@@ -41,14 +33,19 @@ pub struct Listing {
     pub samples: Vec<Sample>,
     pub projects: Vec<Project>,
     pub tags: Vec<Tag>,
+    /// Entries left out because they were malformed.
+    pub malformed: u64,
 }
 
 /// A listing the account may not be allowed to see (403/404) is empty.
-fn optional<T>(result: Result<Vec<T>>, what: &str) -> Result<Vec<T>> {
+fn optional<T>(result: Result<Fetched<T>>, what: &str) -> Result<Fetched<T>> {
     match result {
         Err(Error::Forbidden(_) | Error::NotFound(_)) => {
             tracing::warn!("cannot list {what} with this key; showing none");
-            Ok(Vec::new())
+            Ok(Fetched {
+                items: Vec::new(),
+                malformed: 0,
+            })
         }
         other => other,
     }
@@ -105,9 +102,30 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 pub struct ApiClient {
+    /// Reads: follows redirects within the API's origin only.
     http: reqwest::Client,
+    /// The charged POST: follows no redirect at all.
+    post_http: reqwest::Client,
     base: Url,
     credentials: Credentials,
+    progress: Progress,
+}
+
+/// Redirects of reads are followed only within the API's origin (scheme,
+/// host and port): credentials go nowhere else. A redirect elsewhere is
+/// not followed and its answer becomes an error in `send`.
+fn same_origin_redirects(base: &Url) -> reqwest::redirect::Policy {
+    const MAX_REDIRECTS: usize = 5;
+    let origin = base.origin();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.url().origin() != origin {
+            attempt.stop()
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 impl ApiClient {
@@ -116,15 +134,20 @@ impl ApiClient {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| Error::Config(format!("invalid API base URL {base:?}")))?;
-        let http = trust
-            .builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        let client = |redirects| {
+            trust
+                .builder()
+                .timeout(Duration::from_secs(120))
+                .redirect(redirects)
+                .build()
+                .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))
+        };
         Ok(ApiClient {
-            http,
+            http: client(same_origin_redirects(&base))?,
+            post_http: client(reqwest::redirect::Policy::none())?,
             base,
             credentials,
+            progress: Progress::default(),
         })
     }
 
@@ -133,8 +156,11 @@ impl ApiClient {
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
-        let req = self
-            .http
+        let http = match method {
+            Method::GET => &self.http,
+            _ => &self.post_http,
+        };
+        let req = http
             .request(method, url)
             .header(header::ACCEPT, "application/json");
         match &self.credentials {
@@ -149,19 +175,34 @@ impl ApiClient {
         url
     }
 
-    /// Send and turn non-2xx answers into typed errors.
+    /// Send and turn non-2xx answers into typed errors. A redirect that
+    /// reaches here was not followed (another origin, or the POST): an
+    /// error, never retried.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = req.send().await.map_err(|e| Error::from_http(&e))?;
-        if resp.status().is_success() {
+        let status = resp.status();
+        if status.is_success() {
             Ok(resp)
+        } else if status.is_redirection() {
+            Err(Error::InvalidResponse(format!(
+                "the API answered a redirect (HTTP {}) to {}; not followed: credentials stay with {}",
+                status.as_u16(),
+                redirect_target(&resp),
+                self.base.origin().ascii_serialization(),
+            )))
         } else {
             Err(status_error(resp).await)
         }
     }
 
+    /// A small JSON answer (the account, the POST's).
     async fn json<T: DeserializeOwned>(resp: reqwest::Response, what: &str) -> Result<T> {
-        let body = resp.bytes().await.map_err(|e| Error::from_http(&e))?;
-        serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("{what}: {e}")))
+        parse_json(&read_bounded(resp, MAX_ANSWER_BODY, what).await?, what)
+    }
+
+    /// Entries received by the listing in progress, for a progress line.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// `GET /api/v1/account`: the explicit key check (anonymous listings
@@ -173,85 +214,28 @@ impl ApiClient {
         Self::json(resp, "account").await
     }
 
-    pub async fn list_documents(&self) -> Result<Vec<Document>> {
-        self.list_all("/api/v1/documents", Paging::Pages).await
-    }
-
     /// Everything the tree shows, fetched concurrently. An account that
     /// may not list samples, projects or tags (403/404) shows none.
     pub async fn listing(&self) -> Result<Listing> {
+        self.progress.reset();
         let (documents, samples, projects, tags) = tokio::join!(
-            self.list_documents(),
+            self.list_all("/api/v1/documents", Paging::Pages),
             self.list_all("/api/v1/samples", Paging::Cursor),
             self.list_all("/api/v1/projects", Paging::Pages),
             self.list_all("/api/v1/tags", Paging::Pages),
         );
+        let (documents, samples) = (documents?, optional(samples, "samples")?);
+        let (projects, tags) = (optional(projects, "projects")?, optional(tags, "tags")?);
         Ok(Listing {
-            documents: documents?,
-            samples: optional(samples, "samples")?,
-            projects: optional(projects, "projects")?,
-            tags: optional(tags, "tags")?,
+            malformed: documents.malformed
+                + samples.malformed
+                + projects.malformed
+                + tags.malformed,
+            documents: documents.items,
+            samples: samples.items,
+            projects: projects.items,
+            tags: tags.items,
         })
-    }
-
-    /// Fetch every page of a listing: with `Paging::Cursor`, ask for cursor
-    /// pagination and follow `X-Next-Cursor`; otherwise (or when the API
-    /// does not offer cursors) follow `Link: rel="next"`, stopping at
-    /// `X-Total-Count` or on an empty page.
-    async fn list_all<T: DeserializeOwned>(&self, path: &str, paging: Paging) -> Result<Vec<T>> {
-        let mut url = self.url(path);
-        url.query_pairs_mut()
-            .append_pair("per_page", &PAGE_SIZE.to_string());
-        if paging == Paging::Pages {
-            url.query_pairs_mut().append_pair("page", "1");
-        }
-        let mut items: Vec<T> = Vec::new();
-        // Entries received, parsed or not, compared with X-Total-Count.
-        let mut seen = 0u64;
-        let mut page = 1u32;
-        loop {
-            let mut req = self.request(Method::GET, url.clone());
-            if paging == Paging::Cursor {
-                req = req.header("X-Pagination-Style", "cursor");
-            }
-            let resp = self.send(req).await?;
-            let total = pagination::total_count(resp.headers());
-            let cursor = pagination::next_cursor(resp.headers());
-            let next = pagination::next_link(resp.headers(), &url)?;
-            let batch: Vec<Box<RawValue>> = Self::json(resp, path).await?;
-            let empty = batch.is_empty();
-            seen += batch.len() as u64;
-            // One malformed entry must not hide the rest of the account.
-            for raw in batch {
-                match serde_json::from_str::<T>(raw.get()) {
-                    Ok(item) => items.push(item),
-                    Err(e) => {
-                        tracing::warn!(listing = path, error = %e, "skipping an entry the API sent malformed")
-                    }
-                }
-            }
-            let done = empty || total.is_some_and(|t| seen >= t);
-            match (cursor, next) {
-                _ if done => break,
-                (Some(cursor), _) => url = pagination::with_param(&url, "cursor", &cursor),
-                (None, Some(next)) => {
-                    pagination::check_same_origin(&self.base, &next)?;
-                    url = next;
-                }
-                // No Link but the total says more: ask for the next page number.
-                (None, None) if total.is_some() && paging == Paging::Pages => {
-                    url = pagination::with_param(&url, "page", &(page + 1).to_string());
-                }
-                (None, None) => break,
-            }
-            page += 1;
-            if page > MAX_PAGES {
-                return Err(Error::InvalidResponse(format!(
-                    "{path}: listing never ends"
-                )));
-            }
-        }
-        Ok(items)
     }
 
     /// `POST …/{id}/download_uri`. May incur retrieval charges: sent again
@@ -305,6 +289,18 @@ fn post_retry_delay(e: &Error, attempt: u32) -> Option<Duration> {
     }
 }
 
+/// Where a redirect points, as an origin only (a full URL may carry secrets).
+fn redirect_target(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| resp.url().join(v).ok())
+        .map_or_else(
+            || "nowhere valid".to_owned(),
+            |u| u.origin().ascii_serialization(),
+        )
+}
+
 /// Map an API error answer to a typed error with the server's message.
 async fn status_error(resp: reqwest::Response) -> Error {
     let status = resp.status();
@@ -328,6 +324,37 @@ async fn status_error(resp: reqwest::Response) -> Error {
             message,
         },
     }
+}
+
+/// The whole body, or an error when it is larger than `cap` (announced
+/// or not): a server cannot make us buffer without end.
+async fn read_bounded(mut resp: reqwest::Response, cap: u64, what: &str) -> Result<Vec<u8>> {
+    let too_large =
+        || Error::InvalidResponse(format!("{what}: the answer is larger than {cap} bytes"));
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::from_http(&e))? {
+        if (out.len() + chunk.len()) as u64 > cap {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Parse a JSON answer. Bytes that are not UTF-8 (in a name, say) become
+/// U+FFFD rather than failing everything the answer holds.
+fn parse_json<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    let text = String::from_utf8_lossy(body);
+    if let std::borrow::Cow::Owned(_) = text {
+        tracing::warn!(
+            answer = what,
+            "the API sent bytes that are not UTF-8; replacing them"
+        );
+    }
+    serde_json::from_str(&text).map_err(|e| Error::InvalidResponse(format!("{what}: {e}")))
 }
 
 /// Read at most `cap` bytes of a body (error bodies, XML errors).

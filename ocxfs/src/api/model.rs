@@ -148,11 +148,25 @@ fn lossy_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     }
 }
 
+/// The largest size a file can show (`st_size` is signed).
+pub const MAX_SIZE: u64 = i64::MAX as u64;
+
 /// A size that is not a non-negative integer (a float, a string, a value
-/// beyond u64) is treated as unknown: the size is then learned from storage.
+/// beyond u64) or that no file can have (2^63 or more) is treated as
+/// unknown: the size is then learned from storage.
 fn lenient_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let value = serde_json::Value::deserialize(d)?;
-    Ok(value.as_u64())
+    // Raw, so that a number no float can hold (1e400) is not an error.
+    let raw = Option::<Box<RawValue>>::deserialize(d)?;
+    let text = raw.as_deref().map_or("null", RawValue::get);
+    let size = text.parse::<u64>().ok().filter(|s| *s <= MAX_SIZE);
+    if size.is_none() && text != "null" {
+        let shown: String = text.chars().take(40).collect();
+        tracing::warn!(
+            size = shown,
+            "the listing gives an impossible size; asking storage instead"
+        );
+    }
+    Ok(size)
 }
 
 /// Decode a JSON string literal (with its quotes), replacing invalid
@@ -217,6 +231,8 @@ pub fn last_segment(uri: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::strategy::Strategy as _;
 
     use ocxfs_emulator::fixtures::read as fixture;
 
@@ -302,6 +318,23 @@ mod tests {
         assert_eq!(d.size, None);
         let d: Document = serde_json::from_str(r#"{"$uri": "/x/ab", "created_at": "2020-01-01T00:00:00Z", "size": -3, "filename": null}"#).unwrap();
         assert_eq!((d.filename, d.size), (None, None));
+        for (size, parsed) in [
+            ("9223372036854775807", Some(MAX_SIZE)),
+            ("9223372036854775808", None),
+            ("18446744073709551615", None),
+            ("18446744073709551616", None),
+            ("1e300", None),
+            ("1e400", None),
+            ("5.0", None),
+            ("\"5\"", None),
+            ("{\"a\": [1]}", None),
+        ] {
+            let json = format!(
+                r#"{{"$uri": "/x/ab", "created_at": "2020-01-01T00:00:00Z", "size": {size}}}"#
+            );
+            let d: Document = serde_json::from_str(&json).unwrap();
+            assert_eq!(d.size, parsed, "{size}");
+        }
         assert!(
             serde_json::from_str::<Document>(
                 r#"{"$uri": "/x/ab", "created_at": "2020-01-01T00:00:00Z", "filename": 7}"#
@@ -315,6 +348,21 @@ mod tests {
         fn decoding_matches_serde_on_valid_strings(s in "\\PC*") {
             let text = serde_json::to_string(&s).unwrap();
             proptest::prop_assert_eq!(decode_json_string(&text), Some(s));
+        }
+
+        #[test]
+        fn any_listed_size_is_a_size_a_file_can_have(
+            n in proptest::prop_oneof![
+                proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                proptest::num::i64::ANY.prop_map(|n| n.to_string()),
+                proptest::num::f64::ANY.prop_map(|n| serde_json::json!(n).to_string()),
+                "[1-9][0-9]{0,400}",
+                "-?[1-9][0-9]{0,30}(\\.[0-9]{1,5})?([eE][+-]?[0-9]{1,4})?",
+            ]
+        ) {
+            let json = format!(r#"{{"$uri": "/x/ab", "created_at": "2020-01-01T00:00:00Z", "size": {n}}}"#);
+            let d = serde_json::from_str::<Document>(&json).unwrap();
+            proptest::prop_assert!(d.size.is_none_or(|s| s <= MAX_SIZE), "{n} became {:?}", d.size);
         }
 
         #[test]

@@ -83,7 +83,11 @@ pub fn next_cursor(headers: &HeaderMap) -> Option<String> {
     (!v.is_empty() && v != "null").then(|| v.to_owned())
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+/// The longest `Retry-After` believed; a longer one is clamped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` in seconds, at most [`MAX_RETRY_AFTER`] (the HTTP-date
+/// form and anything that is not a number of seconds are treated as absent).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -92,12 +96,24 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
-    Some(Duration::from_secs(secs))
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::strategy::Strategy as _;
+
+    /// `X-Total-Count` and `Retry-After` as the API may send them: any text.
+    fn header_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+            "[0-9]{1,60}",
+            "-[0-9]{1,20}",
+            "[ -~]{0,40}",
+        ]
+    }
 
     #[test]
     fn finds_next_among_several_links() {
@@ -134,6 +150,21 @@ mod tests {
             if let Ok(value) = v.parse() {
                 h.insert("link", value);
                 let _ = next_link(&h, &Url::parse("http://h/x").unwrap());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numbers_in_headers_never_panic_and_stay_in_range(v in header_text()) {
+            let mut h = HeaderMap::new();
+            if let Ok(value) = v.parse::<reqwest::header::HeaderValue>() {
+                h.insert("x-total-count", value.clone());
+                h.insert(reqwest::header::RETRY_AFTER, value);
+            }
+            let _ = total_count(&h);
+            if let Some(wait) = retry_after(&h) {
+                proptest::prop_assert!(wait <= MAX_RETRY_AFTER);
             }
         }
     }

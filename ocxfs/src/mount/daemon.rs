@@ -1,7 +1,7 @@
 //! Detaching: the parent starts the daemon in the background, then waits
 //! for its readiness report.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -40,15 +40,19 @@ pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
     drop(write_end);
-    let mut answer = String::new();
-    let _ = std::fs::File::from(read_end).read_to_string(&mut answer);
-    // Notes for the user come first, then "ok" or "error: …".
-    let mut lines = answer.lines().peekable();
-    while let Some(note) = lines.peek().and_then(|l| l.strip_prefix("note: ")) {
-        eprintln!("ocxfs: {note}");
-        lines.next();
-    }
-    match lines.next() {
+    // Notes for the user come first, shown as they arrive (a slow listing
+    // says how far it is), then "ok" or "error: …".
+    let mut lines = BufReader::new(std::fs::File::from(read_end))
+        .lines()
+        .map_while(std::io::Result::ok);
+    let outcome = lines.find(|line| match line.strip_prefix("note: ") {
+        Some(note) => {
+            eprintln!("ocxfs: {note}");
+            false
+        }
+        None => true,
+    });
+    match outcome.as_deref() {
         Some("ok") => Ok(()),
         Some(reason) => {
             let _ = child.wait();

@@ -60,7 +60,9 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         None => (args.api_base.clone(), credentials_of(args)?),
     };
     let trust = HttpTrust::new(args.ca_file.as_deref()).map_err(|e| e.to_string())?;
-    let (api, account, listing) = rt.block_on(connect(&api_base, credentials, &trust))?;
+    let (api, account, listing) = rt.block_on(connect(&api_base, credentials, &trust, |line| {
+        ready.note(line)
+    }))?;
 
     // The demo's emulator signs with a new key each run: nothing to keep.
     let url_store = if args.no_persist_urls || args.demo {

@@ -49,21 +49,38 @@ pub struct Wired {
 }
 
 /// Connect to the API: a client, the account it answers for and its first
-/// listing. Errors are one line saying what went wrong and what to do.
+/// listing. While the listing is slow, `waiting` gets a line saying how far
+/// it is every few seconds. Errors are one line saying what went wrong and
+/// what to do.
 pub async fn connect(
     api_base: &str,
     credentials: Credentials,
     trust: &HttpTrust,
+    mut waiting: impl FnMut(&str),
 ) -> Result<(Arc<ApiClient>, Account, Listing), String> {
+    const FIRST_NOTE: Duration = Duration::from_secs(3);
+    const NOTE_EVERY: Duration = Duration::from_secs(10);
     let api = Arc::new(ApiClient::new(api_base, credentials, trust).map_err(|e| e.to_string())?);
     let account = api
         .account()
         .await
         .map_err(|e| describe_startup_error(&e, api_base))?;
-    let listing = api
-        .listing()
-        .await
-        .map_err(|e| describe_startup_error(&e, api_base))?;
+    let listing = {
+        let listing = api.listing();
+        tokio::pin!(listing);
+        let mut notes =
+            tokio::time::interval_at(tokio::time::Instant::now() + FIRST_NOTE, NOTE_EVERY);
+        loop {
+            tokio::select! {
+                listing = &mut listing => break listing,
+                _ = notes.tick() => waiting(&format!(
+                    "listing the account at {api_base}: {} entries so far…",
+                    api.progress().entries()
+                )),
+            }
+        }
+    };
+    let listing = listing.map_err(|e| describe_startup_error(&e, api_base))?;
     Ok((api, account, listing))
 }
 

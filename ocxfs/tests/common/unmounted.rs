@@ -43,9 +43,10 @@ impl UnmountedFs {
         args.docs = Some(docs.to_owned());
         let emu = Emulator::start(args).await.expect("start the emulator");
         let credentials = Credentials::ApiKey(Secret::new(DEMO_API_KEY));
-        let (api, _account, listing) = connect(emu.base_url(), credentials, &HttpTrust::default())
-            .await
-            .expect("connect to the emulator");
+        let (api, _account, listing) =
+            connect(emu.base_url(), credentials, &HttpTrust::default(), |_| {})
+                .await
+                .expect("connect to the emulator");
         let (uid, gid) = current_owner();
         let wired = build_fs(FsParts {
             api,
