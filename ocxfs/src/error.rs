@@ -51,6 +51,15 @@ pub enum Error {
     Interrupted,
     #[error("read-only file system")]
     ReadOnly,
+    /// The document's terms forbid a download now: no POST was made.
+    #[error("{object} cannot be downloaded: {reason}")]
+    NotDownloadable { object: String, reason: String },
+    /// `--max-posts` is used up: no POST was made.
+    #[error(
+        "the POST budget of {budget} is spent; files whose URL is cached stay readable. \
+         Raise it with --max-posts (or -o max_posts=), or wait {wait_secs} s for the next period"
+    )]
+    PostBudgetSpent { budget: String, wait_secs: u64 },
     #[error("{0}")]
     Config(String),
 }
@@ -61,9 +70,12 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             // 401/403/402: retrying cannot help, the caller lacks a right.
-            Error::Unauthorized { .. } | Error::PaymentRequired(_) | Error::Forbidden(_) => {
-                libc::EACCES
-            }
+            Error::Unauthorized { .. }
+            | Error::PaymentRequired(_)
+            | Error::Forbidden(_)
+            | Error::NotDownloadable { .. } => libc::EACCES,
+            // A quota the user set, not a fault: say so.
+            Error::PostBudgetSpent { .. } => libc::EDQUOT,
             Error::NotFound(_) => libc::ENOENT,
             // The object changed under an open file: the page cache and our
             // blocks belong to the old version, so the handle is stale.
@@ -118,6 +130,8 @@ impl Error {
             Error::Cancelled => "cancelled",
             Error::Interrupted => "interrupted",
             Error::ReadOnly => "read_only",
+            Error::NotDownloadable { .. } => "not_downloadable",
+            Error::PostBudgetSpent { .. } => "post_budget_spent",
             Error::Config(_) => "config",
         }
     }
@@ -182,6 +196,20 @@ mod tests {
         );
         assert_eq!(m(Error::Timeout(String::new())), libc::ETIMEDOUT);
         assert_eq!(m(Error::ReadOnly), libc::EROFS);
+        assert_eq!(
+            m(Error::NotDownloadable {
+                object: String::new(),
+                reason: String::new()
+            }),
+            libc::EACCES
+        );
+        assert_eq!(
+            m(Error::PostBudgetSpent {
+                budget: "1/h".into(),
+                wait_secs: 1
+            }),
+            libc::EDQUOT
+        );
         assert_eq!(
             m(Error::Truncated {
                 got: 1,

@@ -42,6 +42,12 @@ pub struct Document {
     pub uploader: Option<Reference>,
     #[serde(default)]
     pub description: Option<String>,
+    /// Downloads left, when the document has a limit (`None`: no limit).
+    #[serde(default, deserialize_with = "lenient_size")]
+    pub downloads_remaining: Option<u64>,
+    /// The time after which it cannot be downloaded (RFC 3339), if any.
+    #[serde(default, deserialize_with = "lossy_string")]
+    pub valid_until: Option<String>,
 }
 
 impl Document {
