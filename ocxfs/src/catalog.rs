@@ -193,6 +193,11 @@ impl Catalog {
                         ("created_at", Some(rfc3339(&d.created_at))),
                         ("uploader", d.uploader.as_ref().map(|r| r.uri().to_owned())),
                         ("description", d.description.clone()),
+                        (
+                            "downloads_remaining",
+                            d.downloads_remaining.map(|n| n.to_string()),
+                        ),
+                        ("valid_until", d.valid_until.clone()),
                     ]),
                 },
                 project: None,

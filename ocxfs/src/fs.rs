@@ -261,11 +261,12 @@ impl OcxFs {
             Some(Node::File(info)) => {
                 let mut attrs = info.xattrs.clone();
                 // Whether reading the file now would POST (`ocxfs prefetch`
-                // counts these before it asks).
-                let cached = self.reader.presign().has_url(&info.object);
+                // counts these before it asks), or why it cannot.
+                let presign = self.reader.presign();
+                let cached = presign.has_url(&info.object);
                 attrs.push((
                     POST_NEEDED_XATTR.to_owned(),
-                    if cached { "no" } else { "yes" }.to_owned(),
+                    presign.guard().post_needed(&info.object, cached),
                 ));
                 Ok(attrs)
             }
@@ -387,6 +388,7 @@ impl OcxFs {
         });
         (snap.documents, snap.samples) = self.catalog().counts();
         snap.uptime_seconds = self.mounted_at.elapsed().map_or(0, |d| d.as_secs());
+        snap.guard = self.reader.presign().guard().stats();
         snap
     }
 
@@ -414,6 +416,7 @@ impl OcxFs {
     pub async fn refresh(&self) {
         match self.api.listing().await {
             Ok(listing) => {
+                self.reader.presign().guard().set_terms(&listing);
                 let skipped = self
                     .catalog
                     .write()

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::error::Error;
+use crate::post_guard::GuardStats;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -53,6 +54,9 @@ pub struct Snapshot {
     pub documents: usize,
     pub samples: usize,
     pub uptime_seconds: u64,
+    /// The POST budget and the shared cache, when set.
+    #[serde(flatten)]
+    pub guard: GuardStats,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -15,6 +15,9 @@ use crate::catalog::{BY_ID_DIR, CONTROL_DIR, STATS_FILE};
 use crate::fs::POST_NEEDED_XATTR;
 use crate::size::format_size;
 
+/// A document's download limit, as the listing gives it.
+const DOWNLOADS_REMAINING_XATTR: &str = "user.onecodex.downloads_remaining";
+
 #[derive(clap::Args, Debug)]
 pub struct PrefetchArgs {
     /// Files or directories inside an ocxfs mount
@@ -29,6 +32,10 @@ struct Target {
     path: PathBuf,
     size: u64,
     posts: bool,
+    /// Why the mount refuses to POST for it (`user.ocxfs.post_needed`).
+    refused: Option<String>,
+    /// The document's own download limit, if it has one.
+    downloads_remaining: Option<u64>,
 }
 
 /// Files under `paths`, each inode once (the same file is reachable by
@@ -51,13 +58,16 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<Target>, String> {
             children.sort();
             stack.extend(children.into_iter().rev());
         } else if seen.insert((meta.dev(), meta.ino())) {
-            let posts = xattr(&path, POST_NEEDED_XATTR)
-                .ok_or_else(|| format!("{} is not in an ocxfs mount", path.display()))?
-                == "yes";
+            let needed = xattr(&path, POST_NEEDED_XATTR)
+                .ok_or_else(|| format!("{} is not in an ocxfs mount", path.display()))?;
+            let downloads_remaining =
+                xattr(&path, DOWNLOADS_REMAINING_XATTR).and_then(|n| n.parse().ok());
             out.push(Target {
                 path,
                 size: meta.len(),
-                posts,
+                posts: needed == "yes",
+                refused: needed.strip_prefix("refused: ").map(str::to_owned),
+                downloads_remaining,
             });
         }
     }
@@ -67,7 +77,7 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<Target>, String> {
 fn xattr(path: &Path, name: &str) -> Option<String> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
     let c_name = std::ffi::CString::new(name).ok()?;
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 1024];
     // SAFETY: valid NUL-terminated strings and a buffer of the given size.
     let n = unsafe {
         libc::getxattr(
@@ -122,6 +132,27 @@ pub fn run(args: &PrefetchArgs) -> Result<(), String> {
         targets.len(),
         format_size(total)
     );
+    // A POST for a document with a download limit uses one of its downloads.
+    let limited: Vec<&Target> = targets
+        .iter()
+        .filter(|t| t.posts && t.downloads_remaining.is_some())
+        .collect();
+    if !limited.is_empty() {
+        let left: u64 = limited.iter().filter_map(|t| t.downloads_remaining).sum();
+        eprintln!(
+            "prefetch: {} of these POSTs are for documents with a download limit: they use {} of \
+             the {left} downloads those documents have left (one each)",
+            limited.len(),
+            limited.len()
+        );
+    }
+    for t in targets.iter().filter(|t| t.refused.is_some()) {
+        let why = t.refused.as_deref().unwrap_or_default();
+        eprintln!(
+            "prefetch: {} will fail without a POST: {why}",
+            t.path.display()
+        );
+    }
     if posts > 0 && !args.yes {
         confirm("Go ahead?")?;
     }

@@ -39,6 +39,7 @@ use crate::api::model::DownloadUri;
 use crate::api::{ApiClient, ObjectId};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::post_guard::{self, PostGuard};
 use crate::url_store::{MAX_URL_LIFETIME, UrlStore};
 
 /// Who answers the POST: the API client, or a fake in tests.
@@ -207,6 +208,8 @@ pub struct PresignCache {
     metrics: Arc<Metrics>,
     /// Where URLs are kept across remounts, when enabled.
     store: Option<Arc<UrlStore>>,
+    /// Terms, budget and shared cache: asked before every POST.
+    guard: Arc<PostGuard>,
 }
 
 impl PresignCache {
@@ -218,7 +221,18 @@ impl PresignCache {
             serial: AtomicU64::new(1),
             metrics,
             store: None,
+            guard: Arc::new(PostGuard::new(first_backoff)),
         }
+    }
+
+    /// Ask `guard` before every POST.
+    pub fn with_guard(mut self, guard: Arc<PostGuard>) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    pub fn guard(&self) -> &PostGuard {
+        &self.guard
     }
 
     /// Keep URLs in `store`, starting with the still-valid ones it holds.
@@ -309,7 +323,10 @@ impl PresignCache {
                 Ok(url)
             }
             Decision::Refuse(error) => Err(error),
-            Decision::Post => self.post_to_the_end(object, slot).await,
+            Decision::Post => {
+                let stale = refused.map(|r| r.url.clone());
+                self.post_to_the_end(object, slot, stale).await
+            }
         }
     }
 
@@ -317,14 +334,22 @@ impl PresignCache {
     /// stops waiting (an interrupted open, a timeout) must not cancel a
     /// request the API may already have charged, and its outcome is kept
     /// for the next caller. The answer is handled in a further task, so
-    /// that even a panic there is an outcome recorded in the slot.
+    /// that even a panic there is an outcome recorded in the slot. The
+    /// guard may answer instead (another node's URL) or refuse first.
     async fn post_to_the_end(
         self: &Arc<Self>,
         object: &ObjectId,
         mut slot: OwnedMutexGuard<Slot>,
+        stale: Option<Url>,
     ) -> Result<Arc<PresignedUrl>> {
         let (this, object) = (self.clone(), object.clone());
         tokio::spawn(async move {
+            let permit = match this.guard.before_post(&object, stale.as_ref()).await? {
+                post_guard::Decision::Shared { url, remaining } => {
+                    return Ok(this.adopt(&object, &mut slot, url, remaining));
+                }
+                post_guard::Decision::Post(permit) => permit,
+            };
             this.metrics.count_post(&object.to_string());
             let started = Instant::now();
             let (post, id) = (this.clone(), object.clone());
@@ -336,6 +361,11 @@ impl PresignCache {
                         "the download_uri answer could not be handled".into(),
                     ))
                 });
+            let outcome = match &answer {
+                Ok(a) => Ok((&a.url, a.lifetime.saturating_sub(started.elapsed()))),
+                Err(e) => Err(e),
+            };
+            this.guard.after_post(&object, permit, outcome).await;
             this.record(&object, &mut slot, answer, started)
         })
         .await
@@ -366,6 +396,29 @@ impl PresignCache {
             hours,
             lifetime,
         })
+    }
+
+    /// Another node's URL, usable `remaining` longer, into the slot: no POST.
+    fn adopt(
+        &self,
+        object: &ObjectId,
+        slot: &mut Slot,
+        url: Url,
+        remaining: Duration,
+    ) -> Arc<PresignedUrl> {
+        if let Some(store) = &self.store {
+            store.put(&object.to_string(), url.as_str(), remaining);
+        }
+        let url = Arc::new(PresignedUrl {
+            url,
+            serial: self.serial.fetch_add(1, Ordering::Relaxed),
+            fetched_at: Instant::now(),
+            lifetime: remaining,
+        });
+        tracing::debug!(%object, "presigned URL taken from the shared cache");
+        slot.url = Some(url.clone());
+        slot.backoff = None;
+        url
     }
 
     /// Put an outcome in the slot: the URL, or a backoff.

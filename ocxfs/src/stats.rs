@@ -90,6 +90,34 @@ pub fn render(s: &Snapshot, per_object: bool) -> String {
             ),
         );
     }
+    if let Some(b) = &s.guard.post_budget {
+        line(
+            &mut out,
+            "POST budget",
+            format!(
+                "{} used, {} left of {} (next period in {} s)",
+                b.used, b.left, b.budget, b.resets_in_seconds
+            ),
+        );
+    }
+    if let Some(c) = &s.guard.shared_cache {
+        line(
+            &mut out,
+            "shared cache",
+            format!(
+                "{}; {} URLs from other nodes, {} leases, {} waits, {} local fallbacks",
+                if c.available {
+                    "available"
+                } else {
+                    "UNAVAILABLE"
+                },
+                c.hits,
+                c.leases,
+                c.waits,
+                c.fallbacks
+            ),
+        );
+    }
     let errors = if s.errors.is_empty() {
         "none".to_owned()
     } else {
@@ -140,5 +168,20 @@ mod tests {
         assert!(text.contains("timed out: no data from storage for 30s"));
         assert!(text.contains("documents/abc"));
         assert!(!render(&s, false).contains("documents/abc"));
+        assert!(!text.contains("POST budget") && !text.contains("shared cache"));
+        s.guard.post_budget = Some(crate::post_budget::BudgetStats {
+            budget: "100/h".into(),
+            used: 40,
+            left: 60,
+            resets_in_seconds: 5,
+        });
+        s.guard.shared_cache = Some(crate::shared_cache::SharedCacheStats {
+            fallbacks: 2,
+            ..Default::default()
+        });
+        let text = render(&s, false);
+        assert!(text.contains("40 used, 60 left of 100/h"), "{text}");
+        assert!(text.contains("UNAVAILABLE"), "{text}");
+        assert!(text.contains("2 local fallbacks"), "{text}");
     }
 }

@@ -49,8 +49,9 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// FNV-1a: a stable, short file name for (API base, account).
-fn key(api_base: &str, account: &str) -> String {
+/// FNV-1a: a stable, short name for (API base, account), for files and
+/// shared-cache keys.
+pub fn key(api_base: &str, account: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in api_base.bytes().chain([0]).chain(account.bytes()) {
         h ^= u64::from(b);

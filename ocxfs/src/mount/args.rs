@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::api::DEFAULT_API_BASE;
+use crate::post_budget::{BudgetSpec, parse_spec};
 use crate::size::parse_size;
 
 /// Environment variable that carries `--api-key` to the daemon, so that the
@@ -63,6 +64,18 @@ pub struct MountArgs {
     /// Largest size of the disk cache, e.g. 20G
     #[arg(long, value_parser = parse_size, default_value = "10G")]
     pub max_cache_size: u64,
+    /// At most N download_uri POSTs per period (fixed UTC windows), e.g.
+    /// 2000/day or 100/h; counted across remounts, and across nodes with
+    /// --shared-cache
+    #[arg(long, value_name = "N/PERIOD", value_parser = parse_spec)]
+    pub max_posts: Option<BudgetSpec>,
+    /// Share presigned URLs with every node of the account through Redis:
+    /// redis://[user@]host:port/db, or rediss:// for TLS (no password here)
+    #[arg(long, value_name = "URL")]
+    pub shared_cache: Option<String>,
+    /// File holding the Redis password (else OCXFS_REDIS_PASSWORD)
+    #[arg(long, value_name = "FILE", requires = "shared_cache")]
+    pub shared_cache_password_file: Option<PathBuf>,
     /// Internal: file descriptor on which the daemon reports readiness
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
@@ -91,6 +104,12 @@ impl MountArgs {
         if let Some(m) = self.max_memory {
             opt("max-memory", m.to_string());
         }
+        if let Some(b) = &self.max_posts {
+            opt("max-posts", b.to_string());
+        }
+        if let Some(url) = &self.shared_cache {
+            opt("shared-cache", url.clone());
+        }
         a.push("--foreground".into());
         for (flag, on) in [
             ("--allow-other", self.allow_other),
@@ -106,6 +125,10 @@ impl MountArgs {
             ("--log-file", &self.log_file),
             ("--cache-dir", &self.cache_dir),
             ("--ca-file", &self.ca_file),
+            (
+                "--shared-cache-password-file",
+                &self.shared_cache_password_file,
+            ),
         ] {
             if let Some(p) = path {
                 a.push(flag.into());

@@ -3,6 +3,7 @@
 
 mod args;
 mod daemon;
+mod guard;
 mod helper;
 mod mountpoint;
 mod readiness;
@@ -79,6 +80,8 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         )),
         None => None,
     };
+    let post_budget = guard::budget(args, &api_base, &account.uri);
+    let shared_cache = guard::shared_cache(args, &api_base, &account.uri)?;
     let (uid, gid) = current_owner();
     let wired = build_fs(FsParts {
         api,
@@ -87,6 +90,8 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         url_store,
         disk_cache,
         memory_budget: args.max_memory.unwrap_or_else(default_memory_budget),
+        post_budget,
+        shared_cache,
         config: FsConfig {
             uid,
             gid,

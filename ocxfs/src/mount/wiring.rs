@@ -14,9 +14,12 @@ use crate::error::Error;
 use crate::fs::{FsConfig, OcxFs};
 use crate::http_client::HttpTrust;
 use crate::metrics::Metrics;
+use crate::post_budget::PostBudget;
+use crate::post_guard::PostGuard;
 use crate::presign::PresignCache;
 use crate::reader::Reader;
 use crate::retry::RetryPolicy;
+use crate::shared_cache::SharedCache;
 use crate::storage::StorageClient;
 use crate::url_store::UrlStore;
 
@@ -36,6 +39,10 @@ pub struct FsParts {
     pub disk_cache: Option<Arc<DiskCache>>,
     /// Memory for cached and in-flight data.
     pub memory_budget: u64,
+    /// `--max-posts`, if set.
+    pub post_budget: Option<PostBudget>,
+    /// `--shared-cache`, if set.
+    pub shared_cache: Option<SharedCache>,
     pub config: FsConfig,
 }
 
@@ -88,7 +95,16 @@ pub async fn connect(
 /// storage and the caches, the catalog from the listing.
 pub fn build_fs(parts: FsParts) -> Wired {
     let metrics = Arc::new(Metrics::default());
-    let mut presign = PresignCache::new(parts.api.clone(), NEGATIVE_TTL, metrics.clone());
+    let mut guard = PostGuard::new(NEGATIVE_TTL);
+    if let Some(budget) = parts.post_budget {
+        guard = guard.with_budget(budget);
+    }
+    if let Some(shared) = parts.shared_cache {
+        guard = guard.with_shared_cache(shared);
+    }
+    guard.set_terms(&parts.listing);
+    let mut presign = PresignCache::new(parts.api.clone(), NEGATIVE_TTL, metrics.clone())
+        .with_guard(Arc::new(guard));
     if let Some(store) = parts.url_store {
         presign = presign.with_store(store);
     }

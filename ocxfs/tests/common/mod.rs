@@ -2,6 +2,7 @@
 //! `ocxfs mount`, both stopped by process id when the test ends.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod unmounted;
 
 use std::io::{BufRead, BufReader};

@@ -56,6 +56,8 @@ impl UnmountedFs {
             url_store: None,
             disk_cache: None,
             memory_budget: 64 << 20,
+            post_budget: None,
+            shared_cache: None,
             config: FsConfig {
                 uid,
                 gid,
