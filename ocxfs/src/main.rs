@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Mount your One Codex documents on a directory
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Unmount a mounted directory
     Unmount {
         /// The mount point
@@ -39,7 +39,7 @@ enum Command {
     },
     /// Serve a fake One Codex API and storage (test bed and offline demo)
     #[cfg(feature = "demo")]
-    Emulator(ocxfs_emulator::EmulatorArgs),
+    Emulator(Box<ocxfs_emulator::EmulatorArgs>),
     /// Not in this build (built without the `demo` feature)
     #[cfg(not(feature = "demo"))]
     #[command(hide = true)]
@@ -96,7 +96,7 @@ fn main() {
     };
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {
-        Command::Mount(args) if args.foreground => mount::run_foreground(args),
+        Command::Mount(args) if args.foreground => mount::run_foreground(*args),
         Command::Mount(args) => mount::spawn_daemon(&args),
         Command::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Command::Prefetch(args) => ocxfs::prefetch_cmd::run(&args),
@@ -118,7 +118,7 @@ fn main() {
         Command::Emulator(args) => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())
             .and_then(|rt| {
-                rt.block_on(ocxfs_emulator::run(args))
+                rt.block_on(ocxfs_emulator::run(*args))
                     .map_err(|e| e.to_string())
             }),
         #[cfg(not(feature = "demo"))]
