@@ -6,74 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
-use super::store::{
-    Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id, fnv1a64, splitmix64,
-};
-
-const READ_LEN: usize = 150;
-/// `@ocxfs_demo.000000001 length=150\n` + bases + `\n+\n` + qualities + `\n`.
-const HEADER_LEN: usize = 33;
-const RECORD_LEN: usize = HEADER_LEN + READ_LEN + 3 + READ_LEN + 1;
-
-/// A FASTQ of fixed-size records, each generated from a PRNG seeded by its
-/// index, so any byte range is computed directly from its offset.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SyntheticFastq {
-    seed: u64,
-    records: u64,
-}
-
-impl SyntheticFastq {
-    pub fn size(&self) -> u64 {
-        self.records * RECORD_LEN as u64
-    }
-
-    fn record(&self, n: u64, out: &mut [u8; RECORD_LEN]) {
-        let header = format!("@ocxfs_demo.{:09} length={READ_LEN}\n", n + 1);
-        debug_assert_eq!(header.len(), HEADER_LEN);
-        out[..HEADER_LEN].copy_from_slice(header.as_bytes());
-        let mut state = self.seed ^ n.wrapping_mul(0xd6e8_feb8_6659_fd93);
-        let seq = HEADER_LEN;
-        let qual = seq + READ_LEN + 3;
-        let mut word = 0u64;
-        for i in 0..READ_LEN {
-            if i % 8 == 0 {
-                word = splitmix64(&mut state);
-            }
-            let bits = (word >> ((i % 8) * 8)) as u8;
-            // 2 bits of base, the rest decides quality; rare Ns with low quality.
-            let (base, q) = if bits >= 0xfc {
-                (b'N', b'#')
-            } else {
-                (
-                    b"ACGT"[usize::from(bits & 3)],
-                    b"FF:F,FFF"[usize::from(bits >> 5)],
-                )
-            };
-            out[seq + i] = base;
-            out[qual + i] = q;
-        }
-        out[seq + READ_LEN..qual].copy_from_slice(b"\n+\n");
-        out[RECORD_LEN - 1] = b'\n';
-    }
-
-    /// `len` bytes at `offset` (must be within the file).
-    pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len);
-        let mut rec = [0u8; RECORD_LEN];
-        let mut pos = offset;
-        let end = (offset + len as u64).min(self.size());
-        while pos < end {
-            let n = pos / RECORD_LEN as u64;
-            let within = (pos % RECORD_LEN as u64) as usize;
-            self.record(n, &mut rec);
-            let take = (RECORD_LEN - within).min((end - pos) as usize);
-            out.extend_from_slice(&rec[within..within + take]);
-            pos += take as u64;
-        }
-        out
-    }
-}
+use super::store::{Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id, fnv1a64};
+use super::synthetic::{SyntheticFastq, splitmix64};
 
 const README: &str = "\
 ocxfs demo account
@@ -324,26 +258,6 @@ pub(crate) fn samples() -> (Vec<Document>, Vec<Project>, Vec<Tag>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn synthetic_fastq_reads_agree_at_any_offset() {
-        let f = SyntheticFastq {
-            seed: 7,
-            records: 50,
-        };
-        let all = f.read(0, f.size() as usize);
-        assert_eq!(all.len() as u64, f.size());
-        assert!(all.starts_with(b"@ocxfs_demo.000000001 length=150\n"));
-        for (off, len) in [(0, 1), (5, 1000), (RECORD_LEN as u64 - 1, 2), (1234, 5000)] {
-            assert_eq!(f.read(off, len), all[off as usize..off as usize + len]);
-        }
-        let text = String::from_utf8(all).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 200);
-        assert_eq!(lines[2], "+");
-        assert_eq!(lines[1].len(), READ_LEN);
-        assert_eq!(lines[3].len(), READ_LEN);
-    }
 
     #[test]
     fn demo_documents_are_deterministic() {

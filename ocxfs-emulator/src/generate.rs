@@ -4,38 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::store::{
-    Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id, splitmix64,
-};
-
-/// Procedural content: byte `i` is byte `i % 8` of a hash of (seed, i / 8).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Procedural {
-    pub seed: u64,
-    pub size: u64,
-}
-
-impl Procedural {
-    fn word(&self, n: u64) -> u64 {
-        let mut state = self.seed ^ n.wrapping_mul(0xd6e8_feb8_6659_fd93);
-        splitmix64(&mut state)
-    }
-
-    /// `len` bytes at `offset`, cut at the end of the object.
-    pub fn read(&self, offset: u64, len: usize) -> Vec<u8> {
-        let end = offset.saturating_add(len as u64).min(self.size);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-        let mut pos = offset;
-        while pos < end {
-            let word = self.word(pos / 8).to_le_bytes();
-            let within = (pos % 8) as usize;
-            let take = (8 - within).min((end - pos) as usize);
-            out.extend_from_slice(&word[within..within + take]);
-            pos += take as u64;
-        }
-        out
-    }
-}
+use super::store::{Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id};
+use super::synthetic::{Procedural, splitmix64};
 
 const PROJECTS: usize = 10;
 const TAG_NAMES: [&str; 20] = [
@@ -155,29 +125,6 @@ pub(crate) fn samples(n: u64, projects: &[Project], tags: &[Tag]) -> Vec<Documen
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn procedural_reads_agree_at_any_offset() {
-        let p = Procedural {
-            seed: 9,
-            size: 1000,
-        };
-        let all = p.read(0, 1000);
-        assert_eq!(all.len(), 1000);
-        for (off, len) in [(0, 1), (3, 17), (7, 9), (999, 1), (990, 100)] {
-            let got = p.read(off, len);
-            let end = (off as usize + len).min(1000);
-            assert_eq!(got, all[off as usize..end]);
-        }
-        assert_ne!(
-            all,
-            Procedural {
-                seed: 10,
-                size: 1000
-            }
-            .read(0, 1000)
-        );
-    }
 
     #[test]
     fn generated_objects_are_deterministic() {

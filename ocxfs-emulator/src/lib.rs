@@ -21,9 +21,8 @@ mod range;
 mod stats;
 mod storage;
 mod store;
+mod synthetic;
 mod terms;
-#[cfg(test)]
-mod tests;
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

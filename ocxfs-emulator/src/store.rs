@@ -16,8 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::EmulatorError;
-use super::demo::SyntheticFastq;
-use super::generate::Procedural;
+use super::synthetic::{Procedural, SyntheticFastq, splitmix64};
 use super::terms::Terms;
 
 /// Where a document's bytes come from.
@@ -272,15 +271,6 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h = Fnv::new();
     h.write(bytes);
     h.finish()
-}
-
-/// splitmix64: tiny, fast, and stable across crate versions (unlike `StdRng`).
-pub(crate) fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// A 16-hex id from `key`, separated by `domain` from plain FNV ids (document
@@ -962,6 +952,20 @@ fn apply_manifest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sample_ids_are_their_own_hash_of_the_path() {
+        let rel = b"run1/s01.fastq.gz";
+        let id = sample_file_id(rel);
+        assert_eq!(id, sample_file_id(rel), "stable");
+        assert_eq!(id.len(), 16);
+        assert_ne!(id, format!("{:016x}", fnv1a64(rel)));
+        assert_ne!(
+            id,
+            format!("{:016x}", fnv1a64(b"samples/run1/s01.fastq.gz"))
+        );
+        assert_ne!(id, sample_file_id(b"run1/s02.fastq.gz"));
+    }
 
     #[test]
     fn fnv_is_the_standard_one() {

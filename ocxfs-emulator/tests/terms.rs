@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+mod common;
+
+use common::id_of_uri;
 use ocxfs_emulator::{DEMO_API_KEY, Emulator, EmulatorArgs};
 use serde_json::{Value, json};
 
@@ -47,16 +50,6 @@ impl Account {
     }
 }
 
-fn id(doc: &Value) -> String {
-    doc["$uri"]
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn the_manifest_sets_terms_the_listing_shows_and_the_post_enforces() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,7 +72,7 @@ async fn the_manifest_sets_terms_the_listing_shows_and_the_post_enforces() {
     let a = Account::start(args).await;
 
     let listed = a.documents().await;
-    let by_id = |i: &str| listed.iter().find(|d| id(d) == i).unwrap().clone();
+    let by_id = |i: &str| listed.iter().find(|d| id_of_uri(d) == i).unwrap().clone();
     assert_eq!(by_id("0000000000000002")["downloads_remaining"], 2);
     assert_eq!(
         by_id("0000000000000003")["valid_until"],
@@ -97,7 +90,8 @@ async fn the_manifest_sets_terms_the_listing_shows_and_the_post_enforces() {
     assert_eq!(a.post("0000000000000003").await, 403);
     assert_eq!(a.post("0000000000000004").await, 200);
     let after = a.documents().await;
-    let left = |i: &str| after.iter().find(|d| id(d) == i).unwrap()["downloads_remaining"].clone();
+    let left =
+        |i: &str| after.iter().find(|d| id_of_uri(d) == i).unwrap()["downloads_remaining"].clone();
     assert_eq!(left("0000000000000002"), 0);
     // A refused POST uses no download.
     assert_eq!(left("0000000000000003"), 5);
@@ -111,7 +105,7 @@ async fn the_control_route_changes_terms_and_delays_posts() {
     args.generate_documents = 2;
     let a = Account::start(args).await;
     let listed = a.documents().await;
-    let (first, second) = (id(&listed[0]), id(&listed[1]));
+    let (first, second) = (id_of_uri(&listed[0]), id_of_uri(&listed[1]));
 
     let (status, terms) = a.set_terms(&first, json!({"downloads_remaining": 0})).await;
     assert_eq!(
