@@ -27,12 +27,32 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 
-/// Longest wait for any one Redis command (connecting included).
-const COMMAND_DEADLINE: Duration = Duration::from_millis(500);
+/// Longest wait for any one Redis command (connecting included): a busy
+/// Redis answers in milliseconds, so this is only ever reached by one that
+/// is down or unreachable.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(2);
 /// After a failure, Redis is left alone this long.
 const RETRY_AFTER: Duration = Duration::from_secs(15);
 /// How often a node waiting for another node's POST looks again.
 const POLL: Duration = Duration::from_millis(100);
+
+/// For one object: its URL (KEYS[1]) with its TTL, else its shared failure
+/// (KEYS[2]), else the lease (KEYS[3]) taken for ARGV[1] for ARGV[2] ms,
+/// else nothing (another node holds the lease). One script, so that no
+/// URL can be published between the look and the lease.
+const FIND: &str = r"
+local url = redis.call('GET', KEYS[1])
+if url then
+  return {1, url, redis.call('PTTL', KEYS[1])}
+end
+local failure = redis.call('GET', KEYS[2])
+if failure then
+  return {2, failure, 0}
+end
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {3, '', 0}
+end
+return {0, '', 0}";
 
 /// Deletes KEYS[1] only if it still holds ARGV[1].
 const COMPARE_AND_DELETE: &str = r"
@@ -149,6 +169,7 @@ pub struct SharedCache {
     resting_until: Mutex<Option<Instant>>,
     /// Whether "unavailable" was logged and "available again" is owed.
     down: AtomicBool,
+    find: Script,
     compare_and_delete: Script,
     spend: Script,
     counters: Counters,
@@ -192,14 +213,17 @@ impl SharedCache {
             connection: tokio::sync::Mutex::new(None),
             resting_until: Mutex::new(None),
             down: AtomicBool::new(false),
+            find: Script::new(FIND),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             spend: Script::new(SPEND),
             counters: Counters::default(),
         })
     }
 
+    /// The object in braces: a Redis Cluster keeps one object's keys in
+    /// one slot, as its scripts need.
     fn key(&self, what: &str, object: &str) -> String {
-        format!("{}{what}:{object}", self.namespace)
+        format!("{}{{{object}}}:{what}", self.namespace)
     }
 
     fn resting(&self) -> bool {
@@ -299,54 +323,46 @@ impl SharedCache {
         loop {
             let seen = self
                 .run(|mut c| {
-                    let (u, f) = (url_key.clone(), fail_key.clone());
+                    let (u, f, l) = (url_key.clone(), fail_key.clone(), lease_key.clone());
+                    let (t, px) = (token.clone(), ms(self.lease));
                     async move {
-                        redis::pipe()
-                            .get(&u)
-                            .pttl(&u)
-                            .get(&f)
-                            .query_async::<(Option<String>, i64, Option<String>)>(&mut c)
+                        self.find
+                            .key(u)
+                            .key(f)
+                            .key(l)
+                            .arg(t)
+                            .arg(px)
+                            .invoke_async::<(i64, String, i64)>(&mut c)
                             .await
                     }
                 })
                 .await;
-            let Some((url, pttl, failure)) = seen else {
+            let Some((found, value, pttl)) = seen else {
                 return self.fallback();
             };
-            if let Some(url) = url.filter(|_| pttl > 0) {
-                self.counters.hits.fetch_add(1, Relaxed);
-                let remaining = Duration::from_millis(pttl as u64);
-                return Found::Url { url, remaining };
-            }
-            if let Some(f) = failure.and_then(|f| serde_json::from_str::<SharedFailure>(&f).ok()) {
-                self.counters.hits.fetch_add(1, Relaxed);
-                return Found::Failed(f.error());
-            }
-            let taken = self
-                .run(|mut c| {
-                    let (k, t, px) = (lease_key.clone(), token.clone(), ms(self.lease));
-                    async move {
-                        redis::cmd("SET")
-                            .arg(&k)
-                            .arg(&t)
-                            .arg("NX")
-                            .arg("PX")
-                            .arg(px)
-                            .query_async::<Option<String>>(&mut c)
-                            .await
+            match found {
+                1 if pttl > 0 => {
+                    self.counters.hits.fetch_add(1, Relaxed);
+                    let remaining = Duration::from_millis(pttl as u64);
+                    return Found::Url {
+                        url: value,
+                        remaining,
+                    };
+                }
+                2 => {
+                    if let Ok(f) = serde_json::from_str::<SharedFailure>(&value) {
+                        self.counters.hits.fetch_add(1, Relaxed);
+                        return Found::Failed(f.error());
                     }
-                })
-                .await;
-            match taken {
-                None => return self.fallback(),
-                Some(Some(_)) => {
+                }
+                3 => {
                     self.counters.leases.fetch_add(1, Relaxed);
                     return Found::Lease(Lease {
                         key: lease_key,
                         token,
                     });
                 }
-                Some(None) => {}
+                _ => {}
             }
             if !waited {
                 waited = true;
