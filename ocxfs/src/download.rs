@@ -115,7 +115,7 @@ impl Downloads {
                 }
                 if !matches!(error, Error::Cancelled) {
                     downloads.metrics.count_error(&error);
-                    tracing::error!(object = %state.object, kind = error.kind(), %error, "download failed");
+                    tracing::error!(object = %state.object, kind = error.kind(), error = %error.chain(), "download failed");
                 }
                 downloads.cache.fail_job(job, error);
             }
@@ -154,7 +154,7 @@ impl Downloads {
                         _ => None,
                     };
                     let delay = self.retry.delay(failures, retry_after);
-                    tracing::warn!(object = %state.object, error = %e, attempt = failures, ?delay, "retrying ranged GET");
+                    tracing::warn!(object = %state.object, error = %e.chain(), attempt = failures, ?delay, "retrying ranged GET");
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => return Err(e),

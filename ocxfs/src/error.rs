@@ -1,13 +1,27 @@
 //! Typed errors and their one mapping to errno.
+//!
+//! Design notes:
+//!
+//! - Every failure between a FUSE request and One Codex is an `Error`; the
+//!   FUSE adapter turns it into an errno with `Error::errno` and nowhere
+//!   else (the README's table documents the map).
+//! - A failure caused by another error keeps it as its `source()`, not
+//!   as words: a variant's own message says what ocxfs was doing, its
+//!   causes say what failed underneath (down to the TLS or socket error).
+//!   Log lines and messages print the whole chain through `Error::chain`.
+//! - Errors are `Clone`, because one failure (a shared POST, a shared
+//!   download) is handed to every reader that waited on it: causes are
+//!   shared behind an `Arc` (`Cause`).
+//! - An HTTP failure's cause is reqwest's error without its URL: presigned
+//!   URLs are secrets.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong between a FUSE request and One Codex.
-///
-/// Errors are `Clone` because one failure (a shared POST, a shared download)
-/// is handed to every reader that waited on it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("the API key was rejected (HTTP {status}): {message}")]
@@ -22,13 +36,13 @@ pub enum Error {
     RateLimited { retry_after: Option<Duration> },
     #[error("server error (HTTP {status}): {message}")]
     Server { status: u16, message: String },
-    #[error("network error: {0}")]
-    Network(String),
+    #[error("network error")]
+    Network(#[source] Cause),
     /// No connection was made: the request was certainly not processed.
-    #[error("cannot connect: {0}")]
-    Connect(String),
-    #[error("timed out: {0}")]
-    Timeout(String),
+    #[error("cannot connect")]
+    Connect(#[source] Cause),
+    #[error("timed out")]
+    Timeout(#[source] Cause),
     /// The server's certificate was refused; says for which host, why and
     /// what to do. Sending again cannot help.
     #[error("{0}")]
@@ -60,9 +74,88 @@ pub enum Error {
          Raise it with --max-posts (or -o max_posts=), or wait {wait_secs} s for the next period"
     )]
     PostBudgetSpent { budget: String, wait_secs: u64 },
+    /// A file handle the filesystem never gave out, or already released.
+    #[error("unknown file handle {0}")]
+    BadHandle(u64),
+    #[error("no extended attribute {0}")]
+    NoXattr(String),
+    /// Only `user.` attributes exist here.
+    #[error("extended attributes outside user. are not supported: {0}")]
+    XattrNamespace(String),
+    /// The caller's buffer cannot hold the attribute (or the list).
+    #[error("an extended attribute of {0} bytes does not fit the buffer")]
+    XattrTooLarge(usize),
     #[error("{0}")]
     Config(String),
 }
+
+/// The cause of an error, shared by every clone of it.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Transparent: the cause's own causes follow it in the chain.
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<reqwest::Error> for Cause {
+    fn from(err: reqwest::Error) -> Cause {
+        Cause(Arc::new(err.without_url()))
+    }
+}
+
+/// A cause that ocxfs itself states (a timer that ran out, a test).
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Cause {
+        Cause(Arc::new(Message(message)))
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Cause {
+        message.to_owned().into()
+    }
+}
+
+/// An error followed by its causes, `error: cause: cause…`.
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// The errno for a missing extended attribute.
+#[cfg(target_os = "linux")]
+const NO_XATTR: i32 = libc::ENODATA;
+#[cfg(not(target_os = "linux"))]
+const NO_XATTR: i32 = libc::ENOATTR;
 
 impl Error {
     /// The errno a FUSE caller sees for this error. This is the only place
@@ -83,6 +176,13 @@ impl Error {
             Error::Timeout(_) => libc::ETIMEDOUT,
             Error::ReadOnly => libc::EROFS,
             Error::Cancelled | Error::Interrupted => libc::EINTR,
+            Error::BadHandle(_) => libc::EBADF,
+            Error::NoXattr(_) => NO_XATTR,
+            // ENOTSUP, not "no such attribute": `ls -l` then stops asking
+            // about SELinux labels and ACLs for the whole mount, which would
+            // otherwise cost two round trips per file.
+            Error::XattrNamespace(_) => libc::ENOTSUP,
+            Error::XattrTooLarge(_) => libc::ERANGE,
             Error::RateLimited { .. }
             | Error::Server { .. }
             | Error::Network(_)
@@ -132,34 +232,33 @@ impl Error {
             Error::ReadOnly => "read_only",
             Error::NotDownloadable { .. } => "not_downloadable",
             Error::PostBudgetSpent { .. } => "post_budget_spent",
+            Error::BadHandle(_) => "bad_handle",
+            Error::NoXattr(_) => "no_xattr",
+            Error::XattrNamespace(_) => "xattr_namespace",
+            Error::XattrTooLarge(_) => "xattr_too_large",
             Error::Config(_) => "config",
         }
     }
 
-    /// Classify a reqwest failure without its URL: presigned URLs are
-    /// secrets and reqwest's Display includes the URL.
-    pub fn from_http(err: &reqwest::Error) -> Error {
-        if let Some(named) = crate::connect_failure::explain(err) {
+    /// Classify a reqwest failure, keeping it (without its URL: presigned
+    /// URLs are secrets) as the cause.
+    pub fn from_http(err: reqwest::Error) -> Error {
+        if let Some(named) = crate::connect_failure::explain(&err) {
             return named;
         }
-        let cause = std::error::Error::source(err)
-            .map(|s| format!(": {s}"))
-            .unwrap_or_default();
         if err.is_connect() {
-            return Error::Connect(format!("connection failed{cause}"));
-        }
-        let what = if err.is_body() || err.is_decode() {
-            "connection failed while reading the body"
-        } else if err.is_request() {
-            "request failed"
+            Error::Connect(err.into())
+        } else if err.is_timeout() {
+            Error::Timeout(err.into())
         } else {
-            "HTTP failure"
-        };
-        if err.is_timeout() {
-            Error::Timeout(format!("{what}{cause}"))
-        } else {
-            Error::Network(format!("{what}{cause}"))
+            Error::Network(err.into())
         }
+    }
+
+    /// This error with its whole chain of causes (`error: cause: cause…`),
+    /// for log lines and messages.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
     }
 }
 
@@ -168,54 +267,128 @@ mod tests {
     use super::*;
 
     #[test]
-    fn http_statuses_map_to_the_documented_errnos() {
-        let m = |e: Error| e.errno();
+    fn every_error_maps_to_its_documented_errno() {
+        let table = [
+            (
+                Error::Unauthorized {
+                    status: 401,
+                    message: String::new(),
+                },
+                libc::EACCES,
+            ),
+            (Error::PaymentRequired(String::new()), libc::EACCES),
+            (Error::Forbidden(String::new()), libc::EACCES),
+            (Error::NotFound(String::new()), libc::ENOENT),
+            (Error::RateLimited { retry_after: None }, libc::EIO),
+            (
+                Error::Server {
+                    status: 503,
+                    message: String::new(),
+                },
+                libc::EIO,
+            ),
+            (Error::Network("reset".into()), libc::EIO),
+            (Error::Connect("refused".into()), libc::EIO),
+            (Error::Timeout("slow".into()), libc::ETIMEDOUT),
+            (Error::Tls(String::new()), libc::EIO),
+            (Error::Proxy(String::new()), libc::EIO),
+            (Error::InvalidResponse(String::new()), libc::EIO),
+            (
+                Error::Truncated {
+                    got: 1,
+                    expected: 2,
+                },
+                libc::EIO,
+            ),
+            (Error::UrlExpired, libc::EIO),
+            (
+                Error::Changed {
+                    expected: "a".into(),
+                    found: "b".into(),
+                },
+                libc::ESTALE,
+            ),
+            (Error::Cancelled, libc::EINTR),
+            (Error::Interrupted, libc::EINTR),
+            (Error::ReadOnly, libc::EROFS),
+            (
+                Error::NotDownloadable {
+                    object: String::new(),
+                    reason: String::new(),
+                },
+                libc::EACCES,
+            ),
+            (
+                Error::PostBudgetSpent {
+                    budget: "1/h".into(),
+                    wait_secs: 1,
+                },
+                libc::EDQUOT,
+            ),
+            (Error::BadHandle(7), libc::EBADF),
+            (Error::NoXattr("user.x".into()), libc::ENODATA),
+            (
+                Error::XattrNamespace("security.selinux".into()),
+                libc::ENOTSUP,
+            ),
+            (Error::XattrTooLarge(100), libc::ERANGE),
+            (Error::Config(String::new()), libc::EIO),
+        ];
+        for (error, errno) in table {
+            assert_eq!(error.errno(), errno, "{}", error.kind());
+        }
+    }
+
+    #[test]
+    fn the_chain_names_every_cause() {
+        let error = Error::Timeout("no data from storage for 30s".into());
+        assert_eq!(error.to_string(), "timed out");
         assert_eq!(
-            m(Error::Unauthorized {
-                status: 401,
-                message: String::new()
-            }),
-            libc::EACCES
+            error.chain().to_string(),
+            "timed out: no data from storage for 30s"
         );
-        assert_eq!(m(Error::PaymentRequired(String::new())), libc::EACCES);
-        assert_eq!(m(Error::Forbidden(String::new())), libc::EACCES);
-        assert_eq!(m(Error::NotFound(String::new())), libc::ENOENT);
-        assert_eq!(
-            m(Error::Server {
-                status: 503,
-                message: String::new()
-            }),
-            libc::EIO
-        );
-        assert_eq!(
-            m(Error::Changed {
-                expected: "a".into(),
-                found: "b".into()
-            }),
-            libc::ESTALE
-        );
-        assert_eq!(m(Error::Timeout(String::new())), libc::ETIMEDOUT);
-        assert_eq!(m(Error::ReadOnly), libc::EROFS);
-        assert_eq!(
-            m(Error::NotDownloadable {
-                object: String::new(),
-                reason: String::new()
-            }),
-            libc::EACCES
-        );
-        assert_eq!(
-            m(Error::PostBudgetSpent {
-                budget: "1/h".into(),
-                wait_secs: 1
-            }),
-            libc::EDQUOT
-        );
-        assert_eq!(
-            m(Error::Truncated {
-                got: 1,
-                expected: 2
-            }),
-            libc::EIO
-        );
+        // A leaf error is its own message.
+        assert_eq!(Error::ReadOnly.chain().to_string(), "read-only file system");
+    }
+
+    /// A refused connection: the socket's own words reach the message, not
+    /// only reqwest's "error sending request".
+    #[tokio::test]
+    async fn an_http_failure_keeps_its_root_cause_and_hides_the_url() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}/secret-signature");
+        let err = reqwest::Client::new().get(&url).send().await.unwrap_err();
+        let error = Error::from_http(err);
+        assert!(matches!(error, Error::Connect(_)), "{error:?}");
+        let text = error.chain().to_string();
+        assert!(text.starts_with("cannot connect: "), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!text.contains("secret-signature"), "{text}");
+    }
+
+    /// A server that does not speak TLS to an https:// request: the chain
+    /// says what TLS found wrong, so it cannot be read as a plain refusal.
+    #[tokio::test]
+    async fn a_tls_failure_is_named_in_the_chain() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        });
+        let err = reqwest::Client::new()
+            .get(format!("https://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .unwrap_err();
+        server.abort();
+        let text = Error::from_http(err).chain().to_string();
+        assert!(text.contains("corrupt message"), "{text}");
     }
 }

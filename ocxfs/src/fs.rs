@@ -2,6 +2,7 @@
 //! FUSE type so that they can be tested without a mount.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -275,6 +276,20 @@ impl OcxFs {
         }
     }
 
+    /// One extended attribute of a file. Only `user.` attributes exist:
+    /// any other namespace is unsupported rather than missing.
+    pub fn xattr(&self, ino: u64, name: &OsStr) -> Result<String> {
+        let lossy = || name.to_string_lossy().into_owned();
+        if !name.as_encoded_bytes().starts_with(b"user.") {
+            return Err(Error::XattrNamespace(lossy()));
+        }
+        self.xattrs(ino)?
+            .into_iter()
+            .find(|(k, _)| OsStr::new(k) == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| Error::NoXattr(lossy()))
+    }
+
     /// Open for reading: one POST unless a valid URL is cached.
     pub async fn open(&self, ino: u64, flags: i32, ticket: &Ticket) -> Result<Opened> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
@@ -331,7 +346,7 @@ impl OcxFs {
                 let end = (start + size as usize).min(bytes.len());
                 return Ok(ReadData(vec![bytes.slice(start..end)]));
             }
-            None => return Err(Error::InvalidResponse(format!("unknown file handle {fh}"))),
+            None => return Err(Error::BadHandle(fh)),
         };
         let read = self.reader.read(&file, offset, u64::from(size));
         self.bounded(read, &file.object.object, ticket).await
@@ -351,14 +366,14 @@ impl OcxFs {
         let error = tokio::select! {
             result = tokio::time::timeout(self.config.read_timeout, op) => match result {
                 Ok(result) => return result,
-                Err(_) => Error::Timeout(format!("no answer within {:?}", self.config.read_timeout)),
+                Err(_) => Error::Timeout(format!("no answer within {:?}", self.config.read_timeout).into()),
             },
             () = ticket.interrupted() => Error::Interrupted,
         };
         if matches!(error, Error::Interrupted) {
             tracing::info!(%object, "an open or read was interrupted by a signal to its process");
         } else {
-            tracing::error!(%object, %error, "giving up on a read");
+            tracing::error!(%object, error = %error.chain(), "giving up on a read");
         }
         self.reader.metrics().count_error(&error);
         Err(error)
@@ -392,11 +407,16 @@ impl OcxFs {
         snap
     }
 
-    pub fn release(&self, fh: u64) {
-        self.handles
+    pub fn release(&self, fh: u64) -> Result<()> {
+        match self
+            .handles
             .lock()
             .expect("handles lock poisoned")
-            .remove(&fh);
+            .remove(&fh)
+        {
+            Some(_) => Ok(()),
+            None => Err(Error::BadHandle(fh)),
+        }
     }
 
     /// Whether the listing is older than its TTL; if so the caller should
@@ -430,7 +450,7 @@ impl OcxFs {
                 );
             }
             Err(error) => {
-                tracing::warn!(%error, "listing refresh failed; keeping the previous listing")
+                tracing::warn!(error = %error.chain(), "listing refresh failed; keeping the previous listing")
             }
         }
         *self.listed_at.lock().expect("listed_at lock poisoned") = Instant::now();

@@ -1,7 +1,17 @@
-//! The fuser adapter: translates FUSE requests to `OcxFs` calls. Metadata
-//! is answered inline (it is in memory); opens and reads run as tokio
-//! tasks, so a slow download never blocks other requests, and the kernel
-//! can interrupt them (`interrupt`).
+//! The fuser adapter: translates FUSE requests to `OcxFs` calls.
+//!
+//! Design notes:
+//!
+//! - Metadata is answered inline (it is in memory); opens and reads run as
+//!   tokio tasks, so a slow download never blocks other requests, and the
+//!   kernel can interrupt them (`interrupt`).
+//! - Every request runs in a tracing span (`fuse` with the operation, the
+//!   request's id and the inode), which the task of an open or a read
+//!   carries along: a log line deep in a download says which request it
+//!   served.
+//! - Failures are typed errors; `fail!` logs one with its causes and
+//!   replies with its errno from `Error::errno`, the one map. This file has
+//!   no errno of its own.
 
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -14,6 +24,7 @@ use fuser::{
     Request, RequestId, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
+use tracing::{Instrument, Span};
 
 use crate::error::Error;
 use crate::fs::{Attr, Kind, OcxFs};
@@ -57,19 +68,40 @@ impl FuseAdapter {
     }
 }
 
-/// The xattr protocol: size 0 asks for the length; a short buffer is ERANGE.
+/// Reply to a request with the errno of a typed error (`Error::errno`, the
+/// one map), after logging the error with its causes.
+macro_rules! fail {
+    ($reply:expr, $error:expr) => {{
+        let error: Error = $error;
+        let errno = error.errno();
+        tracing::debug!(errno, error = %error.chain(), "request failed");
+        $reply.error(Errno::from_i32(errno))
+    }};
+}
+
+/// Refuse a request that would change something: the mount is read-only.
+macro_rules! read_only {
+    ($op:literal, $req:expr, $ino:expr, $reply:expr) => {{
+        let _span = request_span($op, $req, $ino).entered();
+        fail!($reply, Error::ReadOnly)
+    }};
+}
+
+/// The span of one FUSE request.
+fn request_span(op: &'static str, req: &Request, ino: INodeNo) -> Span {
+    tracing::debug_span!("fuse", op, req = req.unique().0, ino = ino.0)
+}
+
+/// The xattr protocol: size 0 asks for the length; a short buffer is an
+/// error.
 fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
         reply.size(value.len() as u32);
     } else if (size as usize) < value.len() {
-        reply.error(Errno::ERANGE);
+        fail!(reply, Error::XattrTooLarge(value.len()));
     } else {
         reply.data(value);
     }
-}
-
-fn errno(e: &Error) -> Errno {
-    Errno::from_i32(e.errno())
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
@@ -111,32 +143,36 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _span = request_span("lookup", req, parent).entered();
         self.refresh_if_due();
         let Some(name) = name.to_str() else {
-            return reply.error(Errno::ENOENT);
+            // Every name ocxfs makes is UTF-8.
+            return fail!(reply, Error::NotFound(name.to_string_lossy().into_owned()));
         };
         match self.fs.lookup(parent.0, name) {
             Ok(attr) => reply.entry(&self.ttl(&attr), &file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _span = request_span("getattr", req, ino).entered();
         match self.fs.getattr(ino.0) {
             Ok(attr) => reply.attr(&self.ttl(&attr), &file_attr(&attr)),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
     fn readdir(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _span = request_span("readdir", req, ino).entered();
         self.refresh_if_due();
         let result = self.fs.readdir(ino.0, offset, false, |entry, _, next| {
             let kind = match entry.kind {
@@ -147,18 +183,19 @@ impl Filesystem for FuseAdapter {
         });
         match result {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _span = request_span("readdirplus", req, ino).entered();
         self.refresh_if_due();
         let result = self.fs.readdir(ino.0, offset, true, |entry, attr, next| {
             let attr = attr.expect("readdirplus gives attributes");
@@ -173,11 +210,18 @@ impl Filesystem for FuseAdapter {
         });
         match result {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
-    fn interrupt(&self, _req: &Request, unique: RequestId) -> Result<(), Errno> {
+    fn interrupt(&self, req: &Request, unique: RequestId) -> Result<(), Errno> {
+        let _span = tracing::debug_span!(
+            "fuse",
+            op = "interrupt",
+            req = req.unique().0,
+            of = unique.0
+        )
+        .entered();
         self.interrupts.interrupt(unique.0);
         Ok(())
     }
@@ -185,7 +229,8 @@ impl Filesystem for FuseAdapter {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let fs = self.fs.clone();
         let ticket = self.interrupts.begin(req.unique().0, req.pid());
-        self.rt.spawn(async move {
+        let span = request_span("open", req, ino);
+        let task = async move {
             match fs.open(ino.0, flags.0, &ticket).await {
                 Ok(opened) => {
                     let mut f = FopenFlags::empty();
@@ -199,15 +244,16 @@ impl Filesystem for FuseAdapter {
                     }
                     reply.opened(FileHandle(opened.fh), f);
                 }
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => fail!(reply, e),
             }
-        });
+        };
+        self.rt.spawn(task.instrument(span));
     }
 
     fn read(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -217,61 +263,55 @@ impl Filesystem for FuseAdapter {
     ) {
         let fs = self.fs.clone();
         let ticket = self.interrupts.begin(req.unique().0, req.pid());
-        self.rt.spawn(async move {
+        let span = request_span("read", req, ino);
+        let task = async move {
             match fs.read(fh.0, offset, size, &ticket).await {
                 Ok(data) => reply.data_vectored(&data.0),
-                Err(e) => reply.error(errno(&e)),
+                Err(e) => fail!(reply, e),
             }
-        });
+        };
+        self.rt.spawn(task.instrument(span));
     }
 
     fn release(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
-        reply.ok();
+        let _span = request_span("release", req, ino).entered();
+        match self.fs.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => fail!(reply, e),
+        }
     }
 
     fn flush(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _span = request_span("flush", req, ino).entered();
         reply.ok();
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        // Only `user.` attributes exist here. Saying so (ENOTSUP, not
-        // ENODATA) for security.* and system.* lets `ls -l` stop asking
-        // about SELinux labels and ACLs for the whole mount, which would
-        // otherwise cost two round trips per file.
-        if !name.as_encoded_bytes().starts_with(b"user.") {
-            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-        }
-        let value = self.fs.xattrs(ino.0).map(|attrs| {
-            attrs
-                .into_iter()
-                .find(|(k, _)| OsStr::new(k) == name)
-                .map(|(_, v)| v.into_bytes())
-        });
-        match value {
-            Ok(Some(v)) => reply_xattr(reply, size, &v),
-            Ok(None) => reply.error(Errno::NO_XATTR),
-            Err(e) => reply.error(errno(&e)),
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _span = request_span("getxattr", req, ino).entered();
+        match self.fs.xattr(ino.0, name) {
+            Ok(value) => reply_xattr(reply, size, value.as_bytes()),
+            Err(e) => fail!(reply, e),
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _span = request_span("listxattr", req, ino).entered();
         match self.fs.xattrs(ino.0) {
             Ok(attrs) => {
                 let names: Vec<u8> = attrs
@@ -280,11 +320,12 @@ impl Filesystem for FuseAdapter {
                     .collect();
                 reply_xattr(reply, size, &names)
             }
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => fail!(reply, e),
         }
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+    fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let _span = request_span("statfs", req, ino).entered();
         reply.statfs(
             0,
             0,
@@ -303,8 +344,8 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
         _offset: u64,
         _data: &[u8],
@@ -313,13 +354,13 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        reply.error(Errno::EROFS);
+        read_only!("write", req, ino, reply);
     }
 
     fn setattr(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _mode: Option<u32>,
         _uid: Option<u32>,
         _gid: Option<u32>,
@@ -334,72 +375,72 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(Errno::EROFS);
+        read_only!("setattr", req, ino, reply);
     }
 
     fn mknod(
         &self,
-        _req: &Request,
-        _p: INodeNo,
+        req: &Request,
+        p: INodeNo,
         _n: &OsStr,
         _m: u32,
         _u: u32,
         _r: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        read_only!("mknod", req, p, reply);
     }
 
-    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+    fn mkdir(&self, req: &Request, p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
+        read_only!("mkdir", req, p, reply);
     }
 
-    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn unlink(&self, req: &Request, p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        read_only!("unlink", req, p, reply);
     }
 
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EROFS);
+    fn rmdir(&self, req: &Request, p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        read_only!("rmdir", req, p, reply);
     }
 
     fn symlink(
         &self,
-        _req: &Request,
-        _p: INodeNo,
+        req: &Request,
+        p: INodeNo,
         _n: &OsStr,
         _t: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EROFS);
+        read_only!("symlink", req, p, reply);
     }
 
     fn rename(
         &self,
-        _req: &Request,
-        _p: INodeNo,
+        req: &Request,
+        p: INodeNo,
         _n: &OsStr,
         _np: INodeNo,
         _nn: &OsStr,
         _f: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EROFS);
+        read_only!("rename", req, p, reply);
     }
 
-    fn link(&self, _req: &Request, _i: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
-        reply.error(Errno::EROFS);
+    fn link(&self, req: &Request, ino: INodeNo, _np: INodeNo, _nn: &OsStr, reply: ReplyEntry) {
+        read_only!("link", req, ino, reply);
     }
 
     fn create(
         &self,
-        _req: &Request,
-        _p: INodeNo,
+        req: &Request,
+        p: INodeNo,
         _n: &OsStr,
         _m: u32,
         _u: u32,
         _f: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(Errno::EROFS);
+        read_only!("create", req, p, reply);
     }
 }

@@ -94,7 +94,7 @@ impl Metrics {
             .expect("metrics lock poisoned")
             .entry(error.kind())
             .or_default() += 1;
-        *self.last_error.lock().expect("metrics lock poisoned") = Some(error.to_string());
+        *self.last_error.lock().expect("metrics lock poisoned") = Some(error.chain().to_string());
     }
 
     pub fn count_post(&self, object: &str) {

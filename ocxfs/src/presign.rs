@@ -445,7 +445,7 @@ impl PresignCache {
             Err(err) => {
                 Metrics::add(&self.metrics.post_failures, 1);
                 self.metrics.count_error(&err);
-                tracing::error!(%object, error = %err, "download_uri POST failed; backing off");
+                tracing::error!(%object, error = %err.chain(), "download_uri POST failed; backing off");
                 Err(slot.back_off(err, self.first_backoff, Instant::now()))
             }
         }

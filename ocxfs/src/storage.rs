@@ -47,9 +47,9 @@ impl RangeBody {
         let next = tokio::time::timeout(self.stall_timeout, self.resp.chunk())
             .await
             .map_err(|_| {
-                Error::Timeout(format!("no data from storage for {:?}", self.stall_timeout))
+                Error::Timeout(format!("no data from storage for {:?}", self.stall_timeout).into())
             })?
-            .map_err(|e| Error::from_http(&e))?;
+            .map_err(Error::from_http)?;
         match next {
             Some(chunk) => {
                 self.received += chunk.len() as u64;
@@ -105,12 +105,11 @@ impl StorageClient {
         let resp = tokio::time::timeout(self.stall_timeout, send)
             .await
             .map_err(|_| {
-                Error::Timeout(format!(
-                    "storage did not answer within {:?}",
-                    self.stall_timeout
-                ))
+                Error::Timeout(
+                    format!("storage did not answer within {:?}", self.stall_timeout).into(),
+                )
             })?
-            .map_err(|e| Error::from_http(&e))?;
+            .map_err(Error::from_http)?;
         let status = resp.status();
         let headers = resp.headers();
         let etag = headers

@@ -126,6 +126,14 @@ async fn xattrs_come_from_the_listing_and_say_whether_a_read_would_post() {
     // Missing ones: an unknown name, any other namespace, a directory's.
     assert_eq!(t.xattr(small.ino, "user.onecodex.no_such_thing"), None);
     assert_eq!(t.xattr(small.ino, "security.selinux"), None);
+    // As getxattr(2) answers: missing, and another namespace unsupported.
+    let errno = |name: &str| t.fs.xattr(small.ino, name.as_ref()).unwrap_err().errno();
+    assert_eq!(errno("user.onecodex.no_such_thing"), libc::ENODATA);
+    assert_eq!(errno("security.selinux"), libc::ENOTSUP);
+    assert_eq!(
+        t.fs.xattr(small.ino, "user.onecodex.id".as_ref()).ok(),
+        t.xattr(small.ino, "user.onecodex.id")
+    );
     let docs = t.lookup_path(DOCUMENTS_DIR).unwrap();
     assert_eq!(t.fs.xattrs(docs.ino).unwrap(), Vec::new());
     assert_eq!(t.fs.xattrs(999_999).unwrap_err().errno(), libc::ENOENT);
@@ -137,7 +145,7 @@ async fn xattrs_come_from_the_listing_and_say_whether_a_read_would_post() {
             .unwrap();
     assert_eq!(t.posts(), 1);
     assert_eq!(t.xattr(small.ino, POST_NEEDED_XATTR).as_deref(), Some("no"));
-    t.fs.release(opened.fh);
+    t.fs.release(opened.fh).unwrap();
     // The URL outlives the handle: reading again would not POST.
     assert_eq!(t.xattr(small.ino, POST_NEEDED_XATTR).as_deref(), Some("no"));
     t.stop().await;
@@ -190,10 +198,14 @@ async fn open_read_release_serve_every_byte_for_one_post() {
             .unwrap();
     assert!(past.is_empty(), "a read past the end is empty");
 
-    t.fs.release(first.fh);
-    t.fs.release(second.fh);
+    t.fs.release(first.fh).unwrap();
+    t.fs.release(second.fh).unwrap();
+    // A handle released, or never given out, is a bad file descriptor.
     let released = t.fs.read(first.fh, 0, 10, &t.ticket()).await;
-    assert!(released.is_err(), "a released handle cannot be read");
+    assert_eq!(released.unwrap_err().errno(), libc::EBADF);
+    assert_eq!(t.fs.release(first.fh).unwrap_err().errno(), libc::EBADF);
+    let never = t.fs.read(u64::MAX, 0, 10, &t.ticket()).await;
+    assert_eq!(never.unwrap_err().errno(), libc::EBADF);
 
     let emu = t.emu.stats();
     assert_eq!(emu.posts.get(&id), Some(&1), "{:?}", emu.posts);
@@ -229,7 +241,7 @@ async fn the_stats_file_reports_the_posts_made() {
             .await
             .unwrap();
     assert!(t.read_to_end(opened.fh, 0, 4096).await == SMALL);
-    t.fs.release(opened.fh);
+    t.fs.release(opened.fh).unwrap();
 
     let stats = t
         .lookup_path(&format!("{CONTROL_DIR}/{STATS_FILE}"))
@@ -242,7 +254,7 @@ async fn the_stats_file_reports_the_posts_made() {
     assert!(handle.direct_io);
     let json: serde_json::Value =
         serde_json::from_slice(&t.read_to_end(handle.fh, 0, 1000).await).unwrap();
-    t.fs.release(handle.fh);
+    t.fs.release(handle.fh).unwrap();
     assert_eq!(json["posts"], 1);
     assert_eq!(json["documents"], 2);
     assert_eq!(json["bytes_served"], SMALL.len() as u64);

@@ -417,6 +417,34 @@ fn writes_creates_renames_and_deletes_fail_with_erofs() {
     assert_eq!(emu.posts_total(), 1, "only the read opened the file");
 }
 
+/// getxattr(2) through the kernel, with a buffer of `size` bytes: the
+/// value's length, or the errno.
+fn getxattr(path: &Path, name: &str, size: usize) -> Result<usize, i32> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; size];
+    // SAFETY: NUL-terminated strings and a buffer of `size` bytes.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), size) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[test]
+fn xattr_failures_reach_callers_as_their_errnos() {
+    let (_tmp, emu, mnt) = one_document("a.txt", b"hello");
+    let m = MountProc::start(&emu, &mnt, &[]);
+    let a = m.docs().join("a.txt");
+    let id_len = getxattr(&a, "user.onecodex.id", 0).expect("the id's length");
+    assert_eq!(getxattr(&a, "user.onecodex.id", 256), Ok(id_len));
+    assert_eq!(getxattr(&a, "user.onecodex.id", 1), Err(libc::ERANGE));
+    assert_eq!(getxattr(&a, "user.onecodex.nope", 256), Err(libc::ENODATA));
+    assert_eq!(getxattr(&a, "security.selinux", 256), Err(libc::ENOTSUP));
+    assert_eq!(emu.posts_total(), 0, "xattrs never POST");
+}
+
 #[test]
 fn sigterm_unmounts_even_with_a_file_open() {
     let (_tmp, emu, mnt) = one_document("a.bin", &pattern(4 * MIB, 3));

@@ -179,7 +179,7 @@ impl ApiClient {
     /// reaches here was not followed (another origin, or the POST): an
     /// error, never retried.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| Error::from_http(&e))?;
+        let resp = req.send().await.map_err(Error::from_http)?;
         let status = resp.status();
         if status.is_success() {
             Ok(resp)
@@ -254,7 +254,7 @@ impl ApiClient {
                 Ok(resp) => break resp,
                 Err(e) => match post_retry_delay(&e, attempt) {
                     Some(delay) => {
-                        tracing::warn!(%object, error = %e, ?delay, "download_uri POST was not processed; trying again");
+                        tracing::warn!(%object, error = %e.chain(), ?delay, "download_uri POST was not processed; trying again");
                         tokio::time::sleep(delay).await;
                     }
                     None => return Err(e),
@@ -335,7 +335,7 @@ async fn read_bounded(mut resp: reqwest::Response, cap: u64, what: &str) -> Resu
         return Err(too_large());
     }
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| Error::from_http(&e))? {
+    while let Some(chunk) = resp.chunk().await.map_err(Error::from_http)? {
         if (out.len() + chunk.len()) as u64 > cap {
             return Err(too_large());
         }

@@ -152,8 +152,9 @@ pub fn current_owner() -> (u32, u32) {
 }
 
 /// One line that says what went wrong before mounting, and what to do.
-fn describe_startup_error(e: &Error, base: &str) -> String {
-    match e {
+fn describe_startup_error(error: &Error, base: &str) -> String {
+    let e = error.chain();
+    match error {
         Error::Unauthorized { .. } | Error::Forbidden(_) => {
             format!("the API key was rejected by {base} ({e})")
         }
