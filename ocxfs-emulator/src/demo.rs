@@ -2,11 +2,13 @@
 //! plus one ~64 MiB FASTQ computed by offset.
 
 use std::fmt::Write as _;
+use std::hash::Hasher;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use fnv::FnvHasher;
 
-use super::store::{Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id, fnv1a64};
+use super::store::{Document, Project, SampleInfo, Source, Tag, domain, domain_id, fnv1a64};
 use super::synthetic::{SyntheticFastq, splitmix64};
 
 const README: &str = "\
@@ -189,7 +191,7 @@ pub(crate) fn documents() -> Vec<Document> {
                 }
             };
             let created = base + Duration::from_micros(i as u64 * 3_600_000_000 + 123_456);
-            let mut seed = Fnv::new();
+            let mut seed = FnvHasher::default();
             seed.write(b"demo/");
             seed.write(key.as_bytes());
             seed.write(&size.to_le_bytes());

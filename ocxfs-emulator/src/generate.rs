@@ -2,9 +2,12 @@
 //! `--generate-samples N`): deterministic ids, names, sizes, projects, tags and
 //! statuses, with content computed from (seed, offset) so no object costs RAM.
 
+use std::hash::Hasher;
 use std::time::{Duration, SystemTime};
 
-use super::store::{Document, Fnv, Project, SampleInfo, Source, Tag, domain, domain_id};
+use fnv::FnvHasher;
+
+use super::store::{Document, Project, SampleInfo, Source, Tag, domain, domain_id};
 use super::synthetic::{Procedural, splitmix64};
 
 const PROJECTS: usize = 10;
@@ -41,7 +44,7 @@ fn name_number(i: u64) -> u64 {
 
 fn object(dom: u64, kind: &str, i: u64, filename: String) -> Document {
     let id = domain_id(dom, format!("generated/{kind}/{i}").as_bytes());
-    let mut h = Fnv::new();
+    let mut h = FnvHasher::default();
     h.write(id.as_bytes());
     let mut state = h.finish();
     let size = 1024 + splitmix64(&mut state) % (1024 * 1024 - 1024 + 1);

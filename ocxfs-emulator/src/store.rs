@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::hash::Hasher;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -13,6 +14,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use fnv::FnvHasher;
 use serde::Deserialize;
 
 use super::EmulatorError;
@@ -155,7 +157,7 @@ impl Document {
     }
 
     fn version_of(&self, st: &DocState) -> Version {
-        let mut h = Fnv::new();
+        let mut h = FnvHasher::default();
         h.write(&self.etag_seed.to_le_bytes());
         h.write(&st.generation.to_le_bytes());
         let a = h.finish();
@@ -250,25 +252,8 @@ pub(crate) fn format_created_at(t: SystemTime) -> String {
 }
 
 /// FNV-1a 64: stable across runs and platforms (ids must survive restarts).
-pub(crate) struct Fnv(u64);
-
-impl Fnv {
-    pub fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    pub fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h = Fnv::new();
+    let mut h = FnvHasher::default();
     h.write(bytes);
     h.finish()
 }
@@ -484,7 +469,7 @@ impl Store {
                 break id;
             }
         };
-        let mut seed = Fnv::new();
+        let mut seed = FnvHasher::default();
         seed.write(id.as_bytes());
         seed.write(&content);
         let mut d = Document::new(
@@ -594,7 +579,7 @@ impl Scanned {
             .mtime
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let mut seed = Fnv::new();
+        let mut seed = FnvHasher::default();
         seed.write(&self.rel);
         seed.write(&self.size.to_le_bytes());
         seed.write(&mtime_ns.to_le_bytes());

@@ -11,11 +11,13 @@
 //! `meta.json` lets a remount open and read a cached file with neither a
 //! POST nor a GET.
 
+use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use bytes::Bytes;
+use fnv::FnvHasher;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
@@ -48,12 +50,6 @@ pub struct DiskCache {
     /// Block files by path, with their size, least recently used first.
     index: Mutex<(LruCache<PathBuf, u64>, u64)>,
     pub stats: DiskStats,
-}
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 impl DiskCache {
@@ -112,8 +108,11 @@ impl DiskCache {
     }
 
     fn block_path(&self, object: &ObjectId, etag: &str, index: u64) -> PathBuf {
+        // FNV-1a: a short, stable directory name per version.
+        let mut version = FnvHasher::default();
+        version.write(etag.as_bytes());
         self.object_dir(object)
-            .join(format!("{:016x}", fnv(etag.as_bytes())))
+            .join(format!("{:016x}", version.finish()))
             .join(index.to_string())
     }
 
@@ -249,6 +248,16 @@ mod tests {
             kind: ObjectKind::Document,
             id: id.into(),
         }
+    }
+
+    #[test]
+    fn block_paths_stay_where_earlier_versions_wrote_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        // FNV-1a 64 of the ETag, as the specification computes it.
+        let path = c.block_path(&object("a"), "\"etag-1\"", 7);
+        let version = path.parent().and_then(Path::file_name);
+        assert_eq!(version, Some("178c216410bdabf0".as_ref()), "{path:?}");
     }
 
     #[test]

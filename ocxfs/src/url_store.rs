@@ -4,10 +4,12 @@
 //! URL. The file holds secrets (signed URLs): nothing else may read it.
 
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use fnv::FnvHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::private_file;
@@ -52,12 +54,11 @@ fn now_unix() -> u64 {
 /// FNV-1a: a stable, short name for (API base, account), for files and
 /// shared-cache keys.
 pub fn key(api_base: &str, account: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in api_base.bytes().chain([0]).chain(account.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let mut h = FnvHasher::default();
+    h.write(api_base.as_bytes());
+    h.write(&[0]);
+    h.write(account.as_bytes());
+    format!("{:016x}", h.finish())
 }
 
 /// `$XDG_STATE_HOME/ocxfs/urls`, else `~/.local/state/ocxfs/urls`.
@@ -188,6 +189,15 @@ fn read_entries(bytes: &[u8], path: &Path) -> File {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn file_names_stay_what_earlier_versions_wrote() {
+        // FNV-1a 64 of "API base NUL account", as the specification computes it.
+        assert_eq!(
+            key("https://app.onecodex.com", "/api/v1/users/abc"),
+            "cf41e6da7fbf45cc"
+        );
+    }
 
     #[test]
     fn urls_survive_reopening_per_account_and_expire() {
