@@ -189,6 +189,18 @@ fn credentials_never_follow_a_redirect_to_another_origin() {
     let other_port = bed.elsewhere.base_url().to_owned();
     let other_host = other_port.replace("127.0.0.1", "localhost");
     let other_scheme = bed.hostile.base_url().replace("http://", "https://");
+    // A Link to another origin is not followed either.
+    bed.hostile.set_rules(vec![
+        Rule::answer("GET", "/api/v1/projects", 200)
+            .header(
+                "Link",
+                &format!("<{other_port}/api/v1/projects?page=2>; rel=\"next\""),
+            )
+            .body(r#"[{"$uri": "/api/v1/projects/p1", "name": "p"}]"#),
+    ]);
+    let (code, _, log) = bed.mount("link").refused();
+    assert_eq!(code, 1, "{log}");
+    assert!(log.contains("Link points to another host"), "{log}");
     let cases = [
         ("/api/v1/account", format!("{other_port}/api/v1/account")),
         (
@@ -417,7 +429,8 @@ fn bad_entries_are_skipped_and_bad_numbers_made_safe() {
     add(br#"{"filename": "no-uri.txt"}"#);
     add(br#"{"$uri": "/api/v1/documents/aaaa0008", "created_at": "yesterday", "filename": "bad-date.txt"}"#);
     add(entry("aaaa0009", r#", "filename": 42"#).as_bytes());
-    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    // Deeper than any recursive parser's stack allows.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     add(entry(
         "aaaa0010",
         &format!(r#", "filename": "nested.txt", "description": {deep}"#),
@@ -502,6 +515,27 @@ fn answers_that_are_not_the_api_fail_the_mount_cleanly() {
             "a huge header",
             Rule::answer("GET", "/api/v1/account", 200).header("X-Junk", &"j".repeat(1 << 20)),
             "error",
+        ),
+        (
+            // reqwest here decodes no Content-Encoding: no decompression bomb.
+            "a gzip-encoded answer",
+            Rule::answer("GET", "/api/v1/account", 200)
+                .header("Content-Encoding", "gzip")
+                .header("Content-Type", "application/json")
+                .bytes(vec![
+                    0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xab, 0xae, 5, 0, 0x43, 0xbf, 0xa6, 0xa3,
+                    2, 0, 0, 0,
+                ]),
+            "invalid response",
+        ),
+        (
+            "a 60 KB cursor that leads back to itself",
+            Rule::answer("GET", "/api/v1/samples", 200)
+                .header("X-Next-Cursor", &"c".repeat(60_000))
+                .body(
+                    r#"[{"$uri": "/api/v1/samples/s{n}", "created_at": "2024-01-01T00:00:00Z"}]"#,
+                ),
+            "pagination loop",
         ),
         (
             "a documents listing that is not a list",

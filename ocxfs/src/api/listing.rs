@@ -9,6 +9,7 @@
 //! that a slow listing can say how far it is.
 
 use std::collections::HashSet;
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::{Method, Url};
@@ -27,8 +28,9 @@ pub const MAX_PAGES: u64 = 20_000;
 pub const MAX_ENTRIES: u64 = 1_000_000;
 /// The largest page (1000 entries are a few MB).
 pub const MAX_PAGE_BYTES: u64 = 64 << 20;
-/// The most bytes all pages of one listing may add up to.
-pub const MAX_LISTING_BYTES: u64 = 2 << 30;
+/// The most bytes all pages of one listing may add up to (what is kept of
+/// them in memory is less).
+pub const MAX_LISTING_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Paging {
@@ -71,8 +73,9 @@ struct Bounds<'a> {
     pages: u64,
     entries: u64,
     bytes: u64,
-    /// Every page URL asked for: one seen again is a loop.
-    visited: HashSet<String>,
+    /// A hash of every page URL asked for: one seen again is a loop. Hashes,
+    /// because a server can make page URLs (cursors) hundreds of KB long.
+    visited: HashSet<u64>,
 }
 
 impl<'a> Bounds<'a> {
@@ -98,7 +101,9 @@ impl<'a> Bounds<'a> {
         if self.pages >= MAX_PAGES {
             return Err(self.fail(format!("more than {MAX_PAGES} pages")));
         }
-        if !self.visited.insert(url.as_str().to_owned()) {
+        let mut hash = std::hash::DefaultHasher::new();
+        url.as_str().hash(&mut hash);
+        if !self.visited.insert(hash.finish()) {
             return Err(self.fail("the next page is one already listed (a pagination loop)".into()));
         }
         self.pages += 1;
