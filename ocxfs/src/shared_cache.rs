@@ -34,7 +34,7 @@ const COMMAND_DEADLINE: Duration = Duration::from_secs(2);
 /// After a failure, Redis is left alone this long.
 const RETRY_AFTER: Duration = Duration::from_secs(15);
 /// How often a node waiting for another node's POST looks again.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(25);
 
 /// For one object: its URL (KEYS[1]) with its TTL, else its shared failure
 /// (KEYS[2]), else the lease (KEYS[3]) taken for ARGV[1] for ARGV[2] ms,
