@@ -2,10 +2,15 @@
 //! every handle of every file, bounded by one memory budget that also
 //! covers downloads still in flight.
 //!
-//! A block is either ready (in the LRU), pending (a download job will fill
+//! A block is either ready (in an LRU), pending (a download job will fill
 //! it), or absent. Readers wait on the job of a pending block and take the
 //! block from the job itself, so a block evicted the moment it lands is
 //! never lost to the reader that waited for it.
+//!
+//! Read-ahead yields before it makes data be downloaded twice: blocks
+//! fetched ahead stay "unread" until a reader takes them, read-ahead claims
+//! stop while unread and in-flight blocks fill three quarters of the
+//! budget, and eviction takes blocks that were read before unread ones.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -40,6 +45,8 @@ pub struct JobProgress {
 pub struct Job {
     pub file: u64,
     pub blocks: Range<u64>,
+    /// Fetched ahead of any reader: its blocks land unread.
+    ahead: bool,
     progress: watch::Sender<JobProgress>,
     data: Mutex<Vec<Bytes>>,
 }
@@ -78,14 +85,40 @@ pub enum Slot {
 }
 
 struct Inner {
-    ready: LruCache<BlockKey, Bytes>,
+    /// Ready blocks a reader has taken (or asked for): evicted first.
+    read: LruCache<BlockKey, Bytes>,
+    /// Ready blocks fetched ahead that no reader has taken yet.
+    unread: LruCache<BlockKey, Bytes>,
+    /// Bytes of both.
     ready_bytes: u64,
+    unread_bytes: u64,
     /// Bytes promised to pending blocks.
     reserved: u64,
     pending: HashMap<BlockKey, Arc<Job>>,
 }
 
 impl Inner {
+    fn is_ready(&self, key: &BlockKey) -> bool {
+        self.read.contains(key) || self.unread.contains(key)
+    }
+
+    /// A reader took `key`: it is no longer read-ahead's to keep.
+    fn take_unread(&mut self, key: BlockKey) -> Option<Bytes> {
+        let b = self.unread.pop(&key)?;
+        self.unread_bytes -= b.len() as u64;
+        self.read.put(key, b.clone());
+        Some(b)
+    }
+
+    fn remove(&mut self, key: &BlockKey) {
+        if let Some(b) = self.read.pop(key) {
+            self.ready_bytes -= b.len() as u64;
+        } else if let Some(b) = self.unread.pop(key) {
+            self.ready_bytes -= b.len() as u64;
+            self.unread_bytes -= b.len() as u64;
+        }
+    }
+
     /// Drop `job`'s claim on `key` and its reservation, if it still holds
     /// them (another job may have claimed the block since).
     fn unclaim(&mut self, key: BlockKey, job: &Job) {
@@ -124,8 +157,10 @@ impl BlockCache {
     pub fn new(limit: u64) -> BlockCache {
         BlockCache {
             inner: Mutex::new(Inner {
-                ready: LruCache::unbounded(),
+                read: LruCache::unbounded(),
+                unread: LruCache::unbounded(),
                 ready_bytes: 0,
+                unread_bytes: 0,
                 reserved: 0,
                 pending: HashMap::new(),
             }),
@@ -137,10 +172,14 @@ impl BlockCache {
         self.inner.lock().expect("block cache poisoned")
     }
 
+    /// Where block `key` is; a ready block counts as taken by a reader.
     pub fn slot(&self, key: BlockKey) -> Slot {
         let mut inner = self.lock();
-        if let Some(b) = inner.ready.get(&key) {
+        if let Some(b) = inner.read.get(&key) {
             return Slot::Ready(b.clone());
+        }
+        if let Some(b) = inner.take_unread(key) {
+            return Slot::Ready(b);
         }
         match inner.pending.get(&key) {
             Some(job) => Slot::Pending(job.clone()),
@@ -148,10 +187,33 @@ impl BlockCache {
         }
     }
 
+    /// A reader took block `key` from the job that fetched it.
+    pub fn taken(&self, key: BlockKey) {
+        self.lock().take_unread(key);
+    }
+
+    /// No reader is left for `file`'s unread blocks: evict them first.
+    pub fn abandon_unread(&self, file: u64) {
+        let mut inner = self.lock();
+        let keys: Vec<BlockKey> = inner
+            .unread
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| k.file == file)
+            .collect();
+        for key in keys {
+            inner.take_unread(key);
+            // Least recently used: the next to go.
+            inner.read.demote(&key);
+        }
+    }
+
     /// Register jobs for the absent blocks of `blocks`, one per run of
     /// consecutive absent blocks, and reserve their memory. Read-ahead
-    /// claims stop where the budget would be exceeded (in-flight data may
-    /// use at most three quarters of it, leaving room for ready blocks).
+    /// claims stop where the budget would be exceeded: in-flight and
+    /// unread blocks together may use at most three quarters of it, so
+    /// that read-ahead never pushes out blocks it fetched for a reader who
+    /// has not read them yet.
     pub fn claim(&self, file: u64, blocks: Range<u64>, kind: Claim) -> Claimed {
         let mut inner = self.lock();
         let mut jobs = Vec::new();
@@ -160,14 +222,16 @@ impl BlockCache {
         let mut index = blocks.start;
         while index < blocks.end {
             let key = BlockKey { file, index };
-            let absent = !inner.ready.contains(&key) && !inner.pending.contains_key(&key);
+            let absent = !inner.is_ready(&key) && !inner.pending.contains_key(&key);
             let over_budget = kind == Claim::ReadAhead
-                && inner.reserved + run.as_ref().map_or(1, |r| r.end - r.start + 1) * BLOCK_SIZE
+                && inner.reserved
+                    + inner.unread_bytes
+                    + run.as_ref().map_or(1, |r| r.end - r.start + 1) * BLOCK_SIZE
                     > readahead_cap;
             if absent && !over_budget {
                 run = Some(run.map_or(index..index + 1, |r| r.start..index + 1));
             } else if let Some(r) = run.take() {
-                jobs.push(Self::register(&mut inner, file, r));
+                jobs.push(Self::register(&mut inner, file, r, kind));
             }
             if over_budget {
                 return Claimed {
@@ -178,7 +242,7 @@ impl BlockCache {
             index += 1;
         }
         if let Some(r) = run {
-            jobs.push(Self::register(&mut inner, file, r));
+            jobs.push(Self::register(&mut inner, file, r, kind));
         }
         Claimed {
             jobs,
@@ -186,11 +250,12 @@ impl BlockCache {
         }
     }
 
-    fn register(inner: &mut Inner, file: u64, blocks: Range<u64>) -> Arc<Job> {
+    fn register(inner: &mut Inner, file: u64, blocks: Range<u64>, kind: Claim) -> Arc<Job> {
         let count = blocks.end - blocks.start;
         let job = Arc::new(Job {
             file,
             blocks: blocks.clone(),
+            ahead: kind == Claim::ReadAhead,
             progress: watch::channel(JobProgress::default()).0,
             data: Mutex::new(Vec::with_capacity(count as usize)),
         });
@@ -217,9 +282,13 @@ impl BlockCache {
             // A cancelled job may still deliver a block: its reservation was
             // already released by `fail_job`.
             inner.unclaim(key, job);
+            inner.remove(&key);
             inner.ready_bytes += data.len() as u64;
-            if let Some(old) = inner.ready.put(key, data) {
-                inner.ready_bytes -= old.len() as u64;
+            if job.ahead {
+                inner.unread_bytes += data.len() as u64;
+                inner.unread.put(key, data);
+            } else {
+                inner.read.put(key, data);
             }
             self.evict(&mut inner);
         }
@@ -252,17 +321,21 @@ impl BlockCache {
     pub fn release(&self, file: u64, blocks: Range<u64>) {
         let mut inner = self.lock();
         for index in blocks {
-            if let Some(b) = inner.ready.pop(&BlockKey { file, index }) {
-                inner.ready_bytes -= b.len() as u64;
-            }
+            inner.remove(&BlockKey { file, index });
         }
     }
 
+    /// Blocks already read go first; unread ones only when demand leaves
+    /// no other way to stay within the limit.
     fn evict(&self, inner: &mut Inner) {
         while inner.ready_bytes + inner.reserved > self.limit {
-            match inner.ready.pop_lru() {
-                Some((_, b)) => inner.ready_bytes -= b.len() as u64,
-                None => break,
+            if let Some((_, b)) = inner.read.pop_lru() {
+                inner.ready_bytes -= b.len() as u64;
+            } else if let Some((_, b)) = inner.unread.pop_lru() {
+                inner.ready_bytes -= b.len() as u64;
+                inner.unread_bytes -= b.len() as u64;
+            } else {
+                break;
             }
         }
     }
@@ -388,5 +461,68 @@ mod tests {
             "recently used kept"
         );
         assert!(c.usage().0 <= 4 * BLOCK_SIZE);
+    }
+
+    #[test]
+    fn unread_read_ahead_is_kept_and_stops_more_read_ahead() {
+        let c = BlockCache::new(8 * BLOCK_SIZE);
+        let ahead = c.claim(1, 0..100, Claim::ReadAhead).jobs.remove(0);
+        for n in 0..6 {
+            c.complete_block(&ahead, block(n));
+        }
+        assert_eq!(c.usage(), (6 * BLOCK_SIZE, 0));
+        let more = c.claim(1, 6..100, Claim::ReadAhead);
+        assert!(
+            more.jobs.is_empty(),
+            "unread blocks count against read-ahead"
+        );
+        assert_eq!(more.budget_stop, Some(6));
+        // Demand at the budget evicts what was read, not what was not.
+        let demand = c.claim(2, 0..2, Claim::Demand).jobs.remove(0);
+        for n in 0..2 {
+            c.complete_block(&demand, block(n));
+        }
+        let demand = c.claim(2, 2..3, Claim::Demand).jobs.remove(0);
+        c.complete_block(&demand, block(2));
+        assert!(matches!(
+            c.slot(BlockKey { file: 2, index: 0 }),
+            Slot::Absent
+        ));
+        for index in 0..6 {
+            let slot = c.slot(BlockKey { file: 1, index });
+            assert!(matches!(slot, Slot::Ready(_)), "unread block {index} kept");
+        }
+        assert_eq!(c.usage(), (8 * BLOCK_SIZE, 0));
+        // Taken by a reader, they no longer hold read-ahead back.
+        assert_eq!(c.claim(1, 6..8, Claim::ReadAhead).jobs[0].blocks, 6..8);
+    }
+
+    #[test]
+    fn abandoned_unread_blocks_go_first() {
+        let c = BlockCache::new(8 * BLOCK_SIZE);
+        let ahead = c.claim(1, 0..6, Claim::ReadAhead).jobs.remove(0);
+        for n in 0..6 {
+            c.complete_block(&ahead, block(n));
+        }
+        let demand = c.claim(2, 0..2, Claim::Demand).jobs.remove(0);
+        for n in 0..2 {
+            c.complete_block(&demand, block(n));
+        }
+        c.abandon_unread(1);
+        assert_eq!(
+            c.claim(3, 0..1, Claim::ReadAhead).jobs[0].blocks,
+            0..1,
+            "no reader is left for them: read-ahead may go on"
+        );
+        let demand = c.claim(2, 2..3, Claim::Demand).jobs.remove(0);
+        c.complete_block(&demand, block(2));
+        assert!(matches!(
+            c.slot(BlockKey { file: 2, index: 0 }),
+            Slot::Ready(_)
+        ));
+        assert!(matches!(
+            c.slot(BlockKey { file: 1, index: 0 }),
+            Slot::Absent
+        ));
     }
 }

@@ -22,6 +22,7 @@ use chrono::{DateTime, FixedOffset};
 use crate::api::model::{Reference, last_segment};
 use crate::api::{Listing, ObjectId, ObjectKind, is_valid_id};
 use crate::names::{self, Named};
+use crate::storage::MAX_OBJECT_SIZE;
 
 pub const ROOT_INO: u64 = 1;
 pub const DOCUMENTS_DIR: &str = "documents";
@@ -183,7 +184,7 @@ impl Catalog {
                         kind: ObjectKind::Document,
                         id: d.id().to_owned(),
                     },
-                    size: d.size,
+                    size: listed_size(d.id(), d.size),
                     created: d.created_at.into(),
                     links: 0,
                     xattrs: xattrs(&[
@@ -243,7 +244,7 @@ impl Catalog {
                 raw_name: s.filename.as_deref().unwrap_or(""),
                 info: FileInfo {
                     object: ObjectId { kind: ObjectKind::Sample, id: s.id().to_owned() },
-                    size: s.size,
+                    size: listed_size(s.id(), s.size),
                     created: s.created_at.into(),
                     links: 0,
                     xattrs: xattrs(&[
@@ -421,6 +422,22 @@ fn xattrs(pairs: &[(&str, Option<String>)]) -> Vec<(String, String)> {
         .iter()
         .filter_map(|(k, v)| Some((format!("user.onecodex.{k}"), v.clone()?)))
         .collect()
+}
+
+/// A listed size a file can have; a larger one (no `off_t` holds it, and
+/// `ls -l` would fail) is treated as unknown: storage tells it at open.
+fn listed_size(id: &str, size: Option<u64>) -> Option<u64> {
+    match size {
+        Some(s) if s > MAX_OBJECT_SIZE => {
+            tracing::warn!(
+                id,
+                size = s,
+                "impossible listed size; asking storage instead"
+            );
+            None
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -315,10 +315,17 @@ impl OcxFs {
         })?;
         let (state, keep_cache) = self.objects.for_open(ino, &info.object, info.size);
         let object = info.object.clone();
-        let direct_io = info.size.is_none();
+        // Storage's size differs from the listing's (the kernel may still
+        // hold the latter): direct I/O, so reads go to storage's end.
+        let direct_io = info.size.is_none() || state.size() != info.size;
         let page_cached = !direct_io && flags & libc::O_DIRECT == 0;
+        let kernel_size = if direct_io { None } else { info.size };
         let file = self
-            .bounded(self.reader.open(state, page_cached), &object, ticket)
+            .bounded(
+                self.reader.open(state, page_cached, kernel_size),
+                &object,
+                ticket,
+            )
             .await?;
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Handle::Object {

@@ -113,8 +113,9 @@ impl ObjectState {
         self.handles.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn handle_closed(&self) {
-        self.handles.fetch_sub(1, Ordering::AcqRel);
+    /// True when it was the last open handle.
+    pub fn handle_closed(&self) -> bool {
+        self.handles.fetch_sub(1, Ordering::AcqRel) == 1
     }
 
     pub fn open_handles(&self) -> usize {

@@ -263,6 +263,13 @@ impl PresignCache {
         self
     }
 
+    /// Write the kept URLs not written yet (before an unmount).
+    pub fn save_store(&self) {
+        if let Some(store) = &self.store {
+            store.save();
+        }
+    }
+
     fn slot(&self, object: &ObjectId) -> Arc<tokio::sync::Mutex<Slot>> {
         let mut slots = self.slots.lock().expect("presign slots poisoned");
         slots.entry(object.clone()).or_default().clone()

@@ -20,7 +20,7 @@
 //! - A block whose download another handle cancelled is claimed again.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,13 +63,22 @@ pub struct OpenFile {
     /// Reads through this handle fill the kernel's page cache (no O_DIRECT,
     /// no direct_io), so what it has read sequentially need not be kept.
     page_cached: bool,
+    /// The size the kernel believes, when it stops reads there (not with
+    /// direct_io): storage holding more makes reads fail, never end early.
+    kernel_size: Option<u64>,
     readahead_plan: Mutex<ReadAhead>,
-    readahead: Mutex<Vec<(Arc<Job>, AbortHandle)>>,
+    /// Running read-ahead jobs: a finished job (and the blocks it holds)
+    /// is freed when its download ends, not when the handle closes.
+    readahead: Mutex<Vec<(Weak<Job>, AbortHandle)>>,
+    cache: Arc<BlockCache>,
 }
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
-        self.object.handle_closed();
+        if self.object.handle_closed() {
+            // No reader is left for what was fetched ahead.
+            self.cache.abandon_unread(self.object.file_key());
+        }
         for (_, abort) in self
             .readahead
             .get_mut()
@@ -122,9 +131,10 @@ impl Reader {
         self.downloads.disk_cache()
     }
 
-    /// Wait (up to `limit`) for blocks still being written to disk, so that
-    /// an unmount keeps what was read.
+    /// Wait (up to `limit`) for blocks still being written to disk, and
+    /// save the kept URLs, so that an unmount keeps what was read.
     pub async fn flush_disk_writes(&self, limit: Duration) {
+        self.downloads.presign().save_store();
         self.downloads.flush_disk_writes(limit).await
     }
 
@@ -143,8 +153,14 @@ impl Reader {
     /// Make `object` readable: a presigned URL (one POST unless one is
     /// cached, or the disk cache already knows the object: then the POST
     /// waits until a block must come from storage) and, when the listing
-    /// did not say, the size from storage.
-    pub async fn open(&self, object: Arc<ObjectState>, page_cached: bool) -> Result<OpenFile> {
+    /// did not say, the size from storage. `kernel_size`: the size the
+    /// kernel stops reads at, if it does.
+    pub async fn open(
+        &self,
+        object: Arc<ObjectState>,
+        page_cached: bool,
+        kernel_size: Option<u64>,
+    ) -> Result<OpenFile> {
         let on_disk = self.downloads.disk_cache().is_some()
             && object.etag().is_some()
             && object.size().is_some();
@@ -159,8 +175,10 @@ impl Reader {
         Ok(OpenFile {
             object,
             page_cached,
+            kernel_size,
             readahead_plan: Mutex::new(ReadAhead::default()),
             readahead: Mutex::new(Vec::new()),
+            cache: self.cache.clone(),
         })
     }
 
@@ -208,6 +226,14 @@ impl Reader {
         let mut fetched = Vec::with_capacity((blocks.end - blocks.start) as usize);
         for index in blocks.clone().rev() {
             fetched.push(self.block(state, index).await?);
+        }
+        if let (Some(told), Some(stored)) = (file.kernel_size, state.size()) {
+            if stored > told {
+                return Err(Error::InvalidResponse(format!(
+                    "storage holds {stored} bytes where the listing said {told}: \
+                     the file would end early (open it again to read it all)"
+                )));
+            }
         }
         let mut parts = Vec::with_capacity(fetched.len());
         for (index, block) in blocks.zip(fetched.into_iter().rev()) {
@@ -263,7 +289,11 @@ impl Reader {
                 Slot::Ready(b) => return Ok(b),
                 Slot::Pending(job) => match job.block(index).await {
                     Err(Error::Cancelled) => {}
-                    other => return other,
+                    Ok(block) => {
+                        self.cache.taken(key);
+                        return Ok(block);
+                    }
+                    err => return err,
                 },
                 Slot::Absent => {
                     for job in self
@@ -301,11 +331,11 @@ impl Reader {
             part_start = part_end;
         }
         let mut mine = file.readahead.lock().expect("readahead lock poisoned");
-        mine.retain(|(job, _)| !job.is_finished());
+        mine.retain(|(job, _)| job.strong_count() > 0);
         for job in jobs {
             tracing::trace!(object = %state.object, blocks = ?job.blocks, "read-ahead fetch");
             let abort = self.downloads.spawn(state.clone(), job.clone());
-            mine.push((job, abort));
+            mine.push((Arc::downgrade(&job), abort));
         }
     }
 
@@ -318,7 +348,9 @@ impl Reader {
             .collect();
         for (job, abort) in jobs {
             abort.abort();
-            self.cache.fail_job(&job, Error::Cancelled);
+            if let Some(job) = job.upgrade() {
+                self.cache.fail_job(&job, Error::Cancelled);
+            }
         }
     }
 }

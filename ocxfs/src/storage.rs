@@ -11,6 +11,10 @@ use crate::api::read_capped;
 use crate::error::{Error, Result};
 use crate::http_client::HttpTrust;
 
+/// The largest object size believed: what a file's size (`off_t`) can
+/// hold. Storage or a listing claiming more is wrong.
+pub const MAX_OBJECT_SIZE: u64 = i64::MAX as u64;
+
 /// Storage error bodies are short XML documents.
 const MAX_ERROR_BODY: usize = 16 * 1024;
 
@@ -162,7 +166,10 @@ impl StorageClient {
             // Storage ignored the Range: usable only from the first byte.
             StatusCode::OK if start == 0 => {
                 let total = content_length
-                    .ok_or_else(|| Error::InvalidResponse("200 without Content-Length".into()))?;
+                    .filter(|t| *t <= MAX_OBJECT_SIZE)
+                    .ok_or_else(|| {
+                        Error::InvalidResponse("200 without a valid Content-Length".into())
+                    })?;
                 if total == 0 {
                     return Ok(RangeAnswer::PastEnd { total: Some(0) });
                 }
@@ -264,7 +271,7 @@ fn parse_content_range(v: &str) -> Option<ContentRange> {
     let (range, total) = rest.split_once('/')?;
     let total = match total.trim() {
         "*" => None,
-        t => Some(t.parse().ok()?),
+        t => Some(t.parse().ok().filter(|t| *t <= MAX_OBJECT_SIZE)?),
     };
     if range.trim() == "*" {
         return Some(ContentRange::Unsatisfied { total: total? });
@@ -303,6 +310,11 @@ mod tests {
         assert_eq!(parse_content_range("bytes 9-3/10"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
         assert_eq!(parse_content_range("bytes x-1/2"), None);
+        assert_eq!(
+            parse_content_range("bytes 0-1/9223372036854775808"),
+            None,
+            "2^63: no file can be that large"
+        );
     }
 
     proptest::proptest! {

@@ -33,9 +33,21 @@ struct File<E = Entry> {
 /// longer time is impossible, and never stored or believed.
 pub const MAX_URL_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// The file is written at most this often: with thousands of URLs, a
+/// write per POST would rewrite megabytes per open. What is not written
+/// yet is written by `save` (at unmount) or when the store is dropped.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct UrlStore {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Kept>,
+}
+
+struct Kept {
+    file: File,
+    /// Changed since the last write.
+    dirty: bool,
+    written_at: Option<std::time::Instant>,
 }
 
 /// A URL loaded from the store, with the time it has left.
@@ -91,15 +103,20 @@ impl UrlStore {
         file.account = account.to_owned();
         Ok(UrlStore {
             path,
-            file: Mutex::new(file),
+            file: Mutex::new(Kept {
+                file,
+                dirty: false,
+                written_at: None,
+            }),
         })
     }
 
     /// URLs that are still valid.
     pub fn load(&self) -> Vec<Stored> {
         let now = now_unix();
-        let file = self.file.lock().expect("url store poisoned");
-        file.urls
+        let kept = self.file.lock().expect("url store poisoned");
+        kept.file
+            .urls
             .iter()
             .filter(|(_, e)| e.valid_until > now)
             .map(|(object, e)| Stored {
@@ -110,38 +127,60 @@ impl UrlStore {
             .collect()
     }
 
-    /// Remember a URL for `remaining` (at most `MAX_URL_LIFETIME`), and
-    /// write the file.
+    /// Remember a URL for `remaining` (at most `MAX_URL_LIFETIME`).
     pub fn put(&self, object: &str, url: &str, remaining: Duration) {
-        let mut file = self.file.lock().expect("url store poisoned");
+        let mut kept = self.file.lock().expect("url store poisoned");
         let now = now_unix();
-        file.urls.retain(|_, e| e.valid_until > now);
-        file.urls.insert(
+        kept.file.urls.retain(|_, e| e.valid_until > now);
+        kept.file.urls.insert(
             object.to_owned(),
             Entry {
                 url: url.to_owned(),
                 valid_until: now.saturating_add(remaining.min(MAX_URL_LIFETIME).as_secs()),
             },
         );
-        if let Err(e) = self.write(&file) {
-            // Losing the store costs POSTs later, never a read now.
-            tracing::warn!("cannot save presigned URLs to {}: {e}", self.path.display());
-        }
+        self.changed(&mut kept);
     }
 
     /// Forget a URL that storage refused.
     pub fn remove(&self, object: &str) {
-        let mut file = self.file.lock().expect("url store poisoned");
-        if file.urls.remove(object).is_some() {
-            if let Err(e) = self.write(&file) {
-                tracing::warn!("cannot save presigned URLs to {}: {e}", self.path.display());
-            }
+        let mut kept = self.file.lock().expect("url store poisoned");
+        if kept.file.urls.remove(object).is_some() {
+            self.changed(&mut kept);
         }
     }
 
-    fn write(&self, file: &File) -> std::io::Result<()> {
-        let json = serde_json::to_vec(file).map_err(std::io::Error::other)?;
-        private_file::write_atomic(&self.path, &[&json])
+    /// Write what has not been written yet.
+    pub fn save(&self) {
+        let mut kept = self.file.lock().expect("url store poisoned");
+        if kept.dirty {
+            self.write(&mut kept);
+        }
+    }
+
+    fn changed(&self, kept: &mut Kept) {
+        kept.dirty = true;
+        if kept.written_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY) {
+            self.write(kept);
+        }
+    }
+
+    fn write(&self, kept: &mut Kept) {
+        let written = serde_json::to_vec(&kept.file)
+            .map_err(std::io::Error::other)
+            .and_then(|json| private_file::write_atomic(&self.path, &[&json]));
+        if let Err(e) = written {
+            // Losing the store costs POSTs later, never a read now.
+            tracing::warn!("cannot save presigned URLs to {}: {e}", self.path.display());
+        }
+        kept.dirty = false;
+        kept.written_at = Some(std::time::Instant::now());
+    }
+}
+
+impl Drop for UrlStore {
+    fn drop(&mut self) {
+        self.save();
     }
 }
 

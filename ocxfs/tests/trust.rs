@@ -20,6 +20,7 @@ struct Account {
 impl Account {
     fn new(files: &[(&str, &[u8])], emu_args: &[&str]) -> Account {
         let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("docs")).unwrap();
         for (name, data) in files {
             write(&tmp.path().join("docs"), name, data);
         }
@@ -153,5 +154,137 @@ fn an_absurd_url_lifetime_is_clamped_and_survives_remounts() {
         assert!(std::fs::read(m.docs().join("data.bin")).unwrap() == data);
         assert_eq!(acct.emu.posts(&id), 2 + i as u64, "{entry}");
         assert!(m.terminate().success());
+    }
+}
+
+/// The daemon's resident memory, from /proc (Linux).
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Let this process hold `n` open files.
+fn allow_open_files(n: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: plain setrlimit(2) with a valid struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    assert_eq!(rc, 0, "raising RLIMIT_NOFILE to {n}");
+}
+
+/// Files opened, each read one byte at its start, all kept open (2,000;
+/// `OCXFS_TRUST_FILES` for more: `scripts/stress` opens 10,000): the
+/// daemon's memory stays within `--max-memory` plus the overhead the README
+/// documents (about 4 KiB per open file). It once grew by ~256 KiB per file
+/// (2.5 GB for 10,000 files with a 64 MiB budget).
+#[test]
+fn many_open_files_stay_within_the_memory_budget() {
+    let files: usize = std::env::var("OCXFS_TRUST_FILES").map_or(2_000, |v| v.parse().unwrap());
+    allow_open_files(files as u64 + 1024);
+    let acct = Account::new(&[], &["--generate-documents", &files.to_string()]);
+    let m = acct.mount(&["--max-memory", "64M"]);
+    let idle = rss_kib(m.pid());
+    let names: Vec<_> = std::fs::read_dir(m.docs())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| e.path())
+        .take(files)
+        .collect();
+    assert_eq!(names.len(), files);
+    let mut open = Vec::with_capacity(files);
+    let mut peak = 0;
+    for (i, path) in names.iter().enumerate() {
+        let mut f = std::fs::File::open(path).unwrap();
+        let mut byte = [0; 1];
+        assert_eq!(f.read(&mut byte).unwrap(), 1);
+        open.push(f);
+        if i % 250 == 0 {
+            peak = peak.max(rss_kib(m.pid()));
+        }
+    }
+    let end = rss_kib(m.pid());
+    peak = peak.max(end);
+    let fetched = acct.emu.stats()["storage_bytes"].as_u64().unwrap();
+    println!(
+        "{files} open files, 1 byte read from each, --max-memory 64M: daemon RSS {} MiB idle, \
+         {} MiB peak, {} MiB at the end; {} MiB fetched",
+        idle / 1024,
+        peak / 1024,
+        end / 1024,
+        fetched >> 20
+    );
+    assert!(fetched > 128 << 20, "more than the budget went through");
+    let bound = idle + 64 * 1024 + files as u64 * 8 + 16 * 1024;
+    assert!(peak <= bound, "RSS {peak} KiB over {bound} KiB");
+    drop(open);
+}
+
+/// The whole file, a MiB at a time with a pause after each: a reader
+/// slower than storage, so that read-ahead runs ahead of it.
+fn slow_read(path: &Path) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0; MIB];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+/// Eight sequential readers of large files at once: bytes fetched from
+/// storage per byte read, at `--max-memory` 64M (`OCXFS_TRUST_BUDGETS` for
+/// others: `scripts/stress` runs 64M, 256M and 1G). Read-ahead yields
+/// rather than evicting what it fetched before it is read: once 1.9 at
+/// 64M and 1.56 at 256M.
+#[test]
+fn parallel_readers_under_a_small_budget_fetch_each_byte_once() {
+    const READERS: usize = 8;
+    const SIZE: usize = 24 * MIB;
+    let data: Vec<Vec<u8>> = (0..READERS).map(|i| pattern(SIZE, 40 + i as u64)).collect();
+    let names: Vec<String> = (0..READERS).map(|i| format!("big{i}.fastq")).collect();
+    let files: Vec<(&str, &[u8])> = names
+        .iter()
+        .map(String::as_str)
+        .zip(data.iter().map(Vec::as_slice))
+        .collect();
+    let acct = Account::new(&files, &[]);
+    let budgets = std::env::var("OCXFS_TRUST_BUDGETS").unwrap_or_else(|_| "64M".into());
+    for budget in budgets.split(',') {
+        let m = acct.mount(&["--max-memory", budget]);
+        acct.emu.control("reset-stats");
+        let readers: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let path = m.docs().join(n);
+                std::thread::spawn(move || slow_read(&path))
+            })
+            .collect();
+        let mut read = 0;
+        for (r, want) in readers.into_iter().zip(&data) {
+            let got = r.join().unwrap();
+            assert!(got == *want, "wrong bytes");
+            read += got.len() as u64;
+        }
+        let fetched = acct.emu.stats()["storage_bytes"].as_u64().unwrap();
+        let ratio = fetched as f64 / read as f64;
+        println!(
+            "{READERS} readers, --max-memory {budget}: {fetched} bytes fetched for {read} read: {ratio:.3}"
+        );
+        assert!(
+            ratio <= 1.1,
+            "{budget}: fetched {ratio:.3} bytes per byte read"
+        );
+        drop(m);
     }
 }
