@@ -359,6 +359,13 @@ mod tests {
         Bytes::from(vec![n; BLOCK_SIZE as usize])
     }
 
+    /// The job's first `count` blocks arrive.
+    fn fill(c: &BlockCache, job: &Job, count: u8) {
+        for n in 0..count {
+            c.complete_block(job, block(n));
+        }
+    }
+
     #[tokio::test]
     async fn claims_only_absent_runs_and_waiters_get_their_block() {
         let c = BlockCache::new(64 * BLOCK_SIZE);
@@ -373,9 +380,7 @@ mod tests {
             let job = job.clone();
             tokio::spawn(async move { job.block(2).await.unwrap() })
         };
-        for n in 0..4 {
-            c.complete_block(&job, block(n));
-        }
+        fill(&c, &job, 4);
         assert_eq!(waiter.await.unwrap()[0], 2);
         assert!(matches!(
             c.slot(BlockKey { file: 1, index: 3 }),
@@ -427,9 +432,7 @@ mod tests {
     fn released_blocks_free_their_memory_and_others_stay() {
         let c = BlockCache::new(64 * BLOCK_SIZE);
         let job = c.claim(2, 0..4, Claim::Demand).jobs.remove(0);
-        for n in 0..4 {
-            c.complete_block(&job, block(n));
-        }
+        fill(&c, &job, 4);
         c.release(2, 1..3);
         c.release(2, 10..12);
         assert_eq!(c.usage(), (2 * BLOCK_SIZE, 0));
@@ -467,9 +470,7 @@ mod tests {
     fn unread_read_ahead_is_kept_and_stops_more_read_ahead() {
         let c = BlockCache::new(8 * BLOCK_SIZE);
         let ahead = c.claim(1, 0..100, Claim::ReadAhead).jobs.remove(0);
-        for n in 0..6 {
-            c.complete_block(&ahead, block(n));
-        }
+        fill(&c, &ahead, 6);
         assert_eq!(c.usage(), (6 * BLOCK_SIZE, 0));
         let more = c.claim(1, 6..100, Claim::ReadAhead);
         assert!(
@@ -479,9 +480,7 @@ mod tests {
         assert_eq!(more.budget_stop, Some(6));
         // Demand at the budget evicts what was read, not what was not.
         let demand = c.claim(2, 0..2, Claim::Demand).jobs.remove(0);
-        for n in 0..2 {
-            c.complete_block(&demand, block(n));
-        }
+        fill(&c, &demand, 2);
         let demand = c.claim(2, 2..3, Claim::Demand).jobs.remove(0);
         c.complete_block(&demand, block(2));
         assert!(matches!(
@@ -501,13 +500,9 @@ mod tests {
     fn abandoned_unread_blocks_go_first() {
         let c = BlockCache::new(8 * BLOCK_SIZE);
         let ahead = c.claim(1, 0..6, Claim::ReadAhead).jobs.remove(0);
-        for n in 0..6 {
-            c.complete_block(&ahead, block(n));
-        }
+        fill(&c, &ahead, 6);
         let demand = c.claim(2, 0..2, Claim::Demand).jobs.remove(0);
-        for n in 0..2 {
-            c.complete_block(&demand, block(n));
-        }
+        fill(&c, &demand, 2);
         c.abandon_unread(1);
         assert_eq!(
             c.claim(3, 0..1, Claim::ReadAhead).jobs[0].blocks,

@@ -33,7 +33,8 @@ pub struct Attr {
     pub mtime: SystemTime,
     pub uid: u32,
     pub gid: u32,
-    /// The size is not known yet (the API listed it as null).
+    /// The kernel must not cache the size: not known yet (the API listed
+    /// it as null), or storage contradicted the listing.
     pub size_unknown: bool,
 }
 
@@ -184,14 +185,17 @@ impl OcxFs {
 
     fn file_attr(&self, info: &FileInfo, base: Attr) -> Attr {
         // A size learned from storage beats the listing's.
-        let size = self.objects.size(base.ino).or(info.size);
+        let learned = self.objects.size(base.ino);
+        let size = learned.or(info.size);
         Attr {
             kind: Kind::File,
             size: size.unwrap_or(0),
             perm: 0o444,
             nlink: info.links.max(1),
             mtime: info.created,
-            size_unknown: size.is_none(),
+            // Storage contradicted the listing: the kernel must not keep
+            // the size it was told before.
+            size_unknown: size.is_none() || learned.is_some_and(|l| Some(l) != info.size),
             ..base
         }
     }

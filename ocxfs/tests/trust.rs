@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
+use ocxfs_emulator::hostile::{HostileServer, Rule};
 
 const MIB: usize = 1024 * 1024;
 
@@ -287,4 +288,162 @@ fn parallel_readers_under_a_small_budget_fetch_each_byte_once() {
         );
         drop(m);
     }
+}
+
+/// A hostile server in front of an emulator serving `files`, and a mount
+/// through it.
+struct Hostile {
+    acct: Account,
+    hostile: HostileServer,
+}
+
+impl Hostile {
+    fn new(files: &[(&str, &[u8])]) -> Hostile {
+        let acct = Account::new(files, &[]);
+        let hostile = HostileServer::start(Some(&acct.emu.url)).unwrap();
+        Hostile { acct, hostile }
+    }
+
+    fn mount(&self) -> MountProc {
+        let mnt = self.acct.mountpoint();
+        MountProc::spawn(
+            mount_command(self.hostile.base_url(), &mnt, &["--foreground"]),
+            &mnt,
+        )
+    }
+
+    /// The documents listing as the emulator gives it, as JSON.
+    fn listing(&self) -> Vec<serde_json::Value> {
+        let text = self.acct.emu.curl(&[
+            "-H",
+            &format!("X-API-Key: {KEY}"),
+            &format!("{}/api/v1/documents?per_page=1000", self.acct.emu.url),
+        ]);
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// The POST answered with redirects and malformed or absurd bodies: one
+/// POST per file however often it is opened, and the daemon lives on.
+#[test]
+fn redirected_and_malformed_post_answers_cost_one_post_each() {
+    let data = pattern(4096, 14);
+    let answers: Vec<(&str, Rule)> = vec![
+        (
+            "302",
+            Rule::answer("POST", "", 302).header("Location", "{base}/api/v1/account"),
+        ),
+        (
+            "307",
+            Rule::answer("POST", "", 307).header("Location", "{base}/elsewhere"),
+        ),
+        (
+            "308",
+            Rule::answer("POST", "", 308).header("Location", "http://127.0.0.1:9/x"),
+        ),
+        ("garbage", Rule::answer("POST", "", 200).body("{not json")),
+        (
+            "number",
+            Rule::answer("POST", "", 200).body(r#"{"download_uri": 5, "expires_in_hours": 1}"#),
+        ),
+        (
+            "negative",
+            Rule::answer("POST", "", 200)
+                .body(r#"{"download_uri": "{base}/x", "expires_in_hours": -1}"#),
+        ),
+        (
+            "float",
+            Rule::answer("POST", "", 200)
+                .body(r#"{"download_uri": "{base}/x", "expires_in_hours": 1e400}"#),
+        ),
+        (
+            "scheme",
+            Rule::answer("POST", "", 200)
+                .body(r#"{"download_uri": "file:///etc/passwd", "expires_in_hours": 1}"#),
+        ),
+    ];
+    let names: Vec<String> = answers.iter().map(|(n, _)| format!("{n}.bin")).collect();
+    let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &data[..])).collect();
+    let h = Hostile::new(&files);
+    let mut rules = Vec::new();
+    for ((_, rule), name) in answers.into_iter().zip(&names) {
+        let id = h.acct.emu.id_of(name);
+        let mut rule = rule;
+        rule.path = Some(format!("/api/v1/documents/{id}/download_uri"));
+        rules.push(rule);
+    }
+    h.hostile.set_rules(rules);
+    let mut m = h.mount();
+    for name in &names {
+        let id = h.acct.emu.id_of(name);
+        let outcomes: Vec<_> = (0..20)
+            .map(|_| open_and_read(&m.docs().join(name)))
+            .collect();
+        let posts = h.hostile.count("POST", &format!("/api/v1/documents/{id}/"));
+        println!(
+            "POST answered {name}: {posts} POST for 20 opens, {:?}",
+            outcomes[0]
+        );
+        assert_eq!(posts, 1, "{name}: {outcomes:?}");
+        assert!(
+            outcomes.iter().all(|o| *o == Err(libc::EIO)),
+            "{name}: {outcomes:?}"
+        );
+    }
+    assert_eq!(h.acct.emu.posts_total(), 0, "nothing went through");
+    assert!(m.terminate().success(), "the daemon lived on");
+}
+
+/// Sizes the listing gets wrong: smaller than the object (reads fail with
+/// EIO, never a short file with success; then storage's size wins), 2^63
+/// (unknown: storage tells), larger (the file ends where the object does).
+#[test]
+fn a_file_is_as_long_as_the_object_or_reads_fail() {
+    let short = pattern(300_000, 15);
+    let huge = pattern(70_000, 16);
+    let long = pattern(100_000, 17);
+    let h = Hostile::new(&[
+        ("short.bin", &short),
+        ("huge.bin", &huge),
+        ("long.bin", &long),
+    ]);
+    let mut listing = h.listing();
+    for doc in &mut listing {
+        let size = match doc["filename"].as_str().unwrap() {
+            "short.bin" => serde_json::json!(100_000),
+            "huge.bin" => serde_json::json!(1u64 << 63),
+            _ => serde_json::json!(200_000),
+        };
+        doc["size"] = size;
+    }
+    h.hostile.add_rule(
+        Rule::answer("GET", "/api/v1/documents", 200).json(&serde_json::Value::Array(listing)),
+    );
+    let m = h.mount();
+    let docs = m.docs();
+
+    let listed = std::fs::metadata(docs.join("short.bin")).unwrap().len();
+    assert_eq!(listed, 100_000);
+    let first = std::fs::read(docs.join("short.bin"));
+    println!(
+        "listed 100000, object 300000: first read {:?}",
+        first.as_ref().map(Vec::len).map_err(|e| e.raw_os_error())
+    );
+    assert_eq!(
+        first.map_err(|e| e.raw_os_error()).err(),
+        Some(Some(libc::EIO))
+    );
+    // The next open reads to storage's end (the kernel shows storage's
+    // size once its attribute cache of the listing's expires).
+    assert!(std::fs::read(docs.join("short.bin")).unwrap() == short);
+
+    // `ls -l` works: the size is unknown until storage tells it.
+    run_ok(std::process::Command::new("ls").arg("-l").arg(&docs));
+    assert!(std::fs::read(docs.join("huge.bin")).unwrap() == huge);
+    assert_eq!(
+        std::fs::metadata(docs.join("huge.bin")).unwrap().len(),
+        70_000
+    );
+
+    assert!(std::fs::read(docs.join("long.bin")).unwrap() == long);
 }
