@@ -11,6 +11,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use indicatif::{ProgressBar, ProgressStyle};
+
 use crate::catalog::{BY_ID_DIR, CONTROL_DIR, STATS_FILE};
 use crate::fs::POST_NEEDED_XATTR;
 use crate::size::format_size;
@@ -58,10 +60,10 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<Target>, String> {
             children.sort();
             stack.extend(children.into_iter().rev());
         } else if seen.insert((meta.dev(), meta.ino())) {
-            let needed = xattr(&path, POST_NEEDED_XATTR)
+            let needed = read_xattr(&path, POST_NEEDED_XATTR)
                 .ok_or_else(|| format!("{} is not in an ocxfs mount", path.display()))?;
             let downloads_remaining =
-                xattr(&path, DOWNLOADS_REMAINING_XATTR).and_then(|n| n.parse().ok());
+                read_xattr(&path, DOWNLOADS_REMAINING_XATTR).and_then(|n| n.parse().ok());
             out.push(Target {
                 path,
                 size: meta.len(),
@@ -74,20 +76,58 @@ fn collect(paths: &[PathBuf]) -> Result<Vec<Target>, String> {
     Ok(out)
 }
 
-fn xattr(path: &Path, name: &str) -> Option<String> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let c_name = std::ffi::CString::new(name).ok()?;
-    let mut buf = [0u8; 1024];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given size.
-    let n = unsafe {
-        libc::getxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+/// One extended attribute of `path`, `None` when it has none by that name
+/// or cannot tell.
+fn read_xattr(path: &Path, name: &str) -> Option<String> {
+    let value = xattr::get(path, name).ok().flatten()?;
+    Some(String::from_utf8_lossy(&value).into_owned())
+}
+
+/// How far the reading has come: a bar on a terminal, and a line every
+/// 10 s otherwise (the log of a batch job).
+struct Progress {
+    bar: ProgressBar,
+    files: usize,
+    last_line: Instant,
+}
+
+impl Progress {
+    fn new(total: u64, files: usize) -> Progress {
+        // Drawn on a terminal only: on anything else the bar stays hidden
+        // but still measures the rate and the ETA for the lines.
+        let bar = ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "  {bytes} / {total_bytes}  {percent}%  {bytes_per_sec}  ETA {eta}  ({msg} files)",
+            )
+            .expect("a valid progress template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress {
+            bar,
+            files,
+            last_line: Instant::now(),
+        }
+    }
+
+    /// `bytes` more were read, in file number `file` (from 1).
+    fn advance(&mut self, bytes: u64, file: usize) {
+        self.bar.set_message(format!("{file}/{}", self.files));
+        self.bar.inc(bytes);
+        if self.bar.is_hidden() && self.last_line.elapsed() >= Duration::from_secs(10) {
+            self.last_line = Instant::now();
+            let done = self.bar.position();
+            let total = self.bar.length().unwrap_or(done).max(1);
+            eprintln!(
+                "  {} / {}  {}%  {}/s  ETA {} s  ({file}/{} files)",
+                format_size(done),
+                format_size(total),
+                100 * done / total,
+                format_size(self.bar.per_sec() as u64),
+                self.bar.eta().as_secs(),
+                self.files
+            );
+        }
+    }
 }
 
 fn confirm(question: &str) -> Result<(), String> {
@@ -156,9 +196,8 @@ pub fn run(args: &PrefetchArgs) -> Result<(), String> {
     if posts > 0 && !args.yes {
         confirm("Go ahead?")?;
     }
-    let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
-    let mut last_report = Instant::now();
+    let mut progress = Progress::new(total, targets.len());
     let (mut done, mut failed) = (0u64, Vec::new());
     let mut buf = vec![0u8; 1 << 20];
     for (i, t) in targets.iter().enumerate() {
@@ -169,41 +208,15 @@ pub fn run(args: &PrefetchArgs) -> Result<(), String> {
                     return Ok(());
                 }
                 done += n as u64;
-                let every = if tty {
-                    Duration::from_millis(200)
-                } else {
-                    Duration::from_secs(10)
-                };
-                if last_report.elapsed() >= every {
-                    last_report = Instant::now();
-                    let secs = started.elapsed().as_secs_f64().max(0.001);
-                    let rate = done as f64 / secs;
-                    let eta = total.saturating_sub(done) as f64 / rate.max(1.0);
-                    let line = format!(
-                        "  {} / {}  {:.0}%  {}/s  ETA {:.0} s  ({}/{} files)",
-                        format_size(done),
-                        format_size(total),
-                        100.0 * done as f64 / total.max(1) as f64,
-                        format_size(rate as u64),
-                        eta,
-                        i + 1,
-                        targets.len()
-                    );
-                    if tty {
-                        eprint!("\r{line}   ")
-                    } else {
-                        eprintln!("{line}")
-                    }
-                }
+                progress.advance(n as u64, i + 1);
             }
         });
         if let Err(e) = result {
             failed.push(format!("{}: {e}", t.path.display()));
         }
     }
-    if tty {
-        eprintln!();
-    }
+    // The summary below says it all: the bar goes.
+    progress.bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "prefetch: {} of {} files read, {} in {secs:.1} s ({}/s)",
