@@ -94,10 +94,16 @@ fn main() {
     } else {
         Cli::parse()
     };
+    if matches!(cli.command, Command::Mount(_)) {
+        if let Err(reason) = mount::move_api_key_to_environment() {
+            eprintln!("ocxfs: {reason}");
+            std::process::exit(1);
+        }
+    }
     init_logging(cli.log_level.as_deref());
     let result = match cli.command {
         Command::Mount(args) if args.foreground => mount::run_foreground(*args),
-        Command::Mount(args) => mount::spawn_daemon(&args),
+        Command::Mount(args) => mount::spawn_daemon(&args, cli.log_level.as_deref()),
         Command::Unmount { mountpoint } => mount::unmount(&mountpoint),
         Command::Prefetch(args) => ocxfs::prefetch_cmd::run(&args),
         Command::Stats {

@@ -343,11 +343,10 @@ fn a_bad_key_exits_nonzero_and_mounts_nothing() {
             !stderr.contains("wrongwrong"),
             "the key was printed: {stderr}"
         );
-        assert_eq!(
-            stderr.lines().filter(|l| l.starts_with("ocxfs:")).count(),
-            1,
-            "{stderr}"
-        );
+        // The warning about a key on the command line, then one error.
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("ocxfs:")).collect();
+        assert_eq!(lines.len(), 2, "{stderr}");
+        assert!(lines[0].contains("visible to other users"), "{stderr}");
         assert!(!is_mounted(&mnt));
     }
     assert_eq!(emu.posts_total(), 0);
@@ -602,4 +601,128 @@ fn sizes_are_read_in_binary_units_with_decimals() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a size: \"1.5Q\""), "{err}");
     assert!(!is_mounted(&mnt));
+}
+
+/// A detached `ocxfs mount` of `emu` on `mnt` with `extra` options, the
+/// key in the environment; the mount is unmounted when the guard drops.
+fn mount_detached(emu: &EmulatorProc, mnt: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("mount")
+        .arg(mnt)
+        .args(["--api-base", &emu.url])
+        .args(extra)
+        .env("ONE_CODEX_API_KEY", KEY)
+        .env_remove("OCXFS_API_KEY")
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", state_home(mnt))
+        .output()
+        .unwrap()
+}
+
+/// Unmounts `0` when dropped, whatever the test did.
+struct Unmounted<'a>(&'a Path);
+
+impl Drop for Unmounted<'_> {
+    fn drop(&mut self) {
+        if is_mounted(self.0) {
+            let _ = Command::new(bin()).arg("unmount").arg(self.0).status();
+        }
+    }
+}
+
+#[test]
+fn a_detached_daemon_logs_at_the_given_level_to_a_file_only_its_user_reads() {
+    use std::os::unix::fs::PermissionsExt;
+    require_fuse();
+    let (_tmp, emu, mnt) = one_document("hello.txt", b"hello world\n");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+    // The default log, created by this mount.
+    let guard = Unmounted(&mnt);
+    let out = mount_detached(&emu, &mnt, &["--log-level", "debug"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&mnt));
+    let log_dir = state_home(&mnt).join("ocxfs");
+    let log = log_dir.join("ocxfs.log");
+    drop(guard);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("DEBUG") && text.contains("using credentials"),
+        "--log-level debug did not reach the daemon:\n{text}"
+    );
+    assert_eq!(mode(&log), 0o600);
+    assert_eq!(mode(&log_dir), 0o700);
+
+    // A log file that exists already, readable by others, and no level:
+    // the default (info) applies and the file is made private.
+    let own = mnt.parent().unwrap().join("own.log");
+    std::fs::write(&own, "").unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let guard = Unmounted(&mnt);
+    let out = mount_detached(&emu, &mnt, &["--log-file", own.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(guard);
+    assert_eq!(mode(&own), 0o600);
+    let text = std::fs::read_to_string(&own).unwrap();
+    assert!(text.contains("mounted"), "{text}");
+    assert!(!text.contains("DEBUG"), "{text}");
+}
+
+#[test]
+fn an_api_key_on_the_command_line_is_in_no_process_arguments() {
+    require_fuse();
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // An API that accepts connections and never answers: the parent waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let api = format!("http://{}", silent.local_addr().unwrap());
+    let parent = Command::new(bin())
+        .arg("mount")
+        .arg(&mnt)
+        .args(["--api-base", &api, "--api-key", KEY])
+        .args(["--log-file", tmp.path().join("log").to_str().unwrap()])
+        .env_remove("OCXFS_API_KEY")
+        .env("XDG_STATE_HOME", tmp.path().join("state"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut daemon = None;
+    eventually("the daemon to start", || {
+        daemon = daemon_pid(&mnt);
+        daemon.is_some()
+    });
+    let daemon = daemon.unwrap();
+    let cmdline = |pid: u32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+            .replace('\0', " ")
+    };
+    let waiting = cmdline(parent.id());
+    let serving = cmdline(daemon as u32);
+    // SAFETY: plain kill(2) of the daemon this test started.
+    unsafe { libc::kill(daemon, libc::SIGKILL) };
+    let out = parent.wait_with_output().unwrap();
+    assert!(waiting.contains(" mount "), "{waiting}");
+    assert!(
+        !waiting.contains(KEY),
+        "the waiting parent shows the key: {waiting}"
+    );
+    assert!(
+        !serving.contains(KEY),
+        "the daemon shows the key: {serving}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("visible to other users"), "{err}");
+    assert!(err.contains("--api-key-file"), "{err}");
+    assert!(!out.status.success());
+    assert!(!is_mounted(&mnt));
+    drop(silent);
 }

@@ -81,11 +81,73 @@ pub struct MountArgs {
     pub ready_fd: Option<i32>,
 }
 
+/// What `--api-key KEY` on a command line costs: every user of the machine
+/// can read it (`ps`, `/proc`) while the process runs.
+const KEY_ON_COMMAND_LINE: &str = "warning: --api-key on a command line is visible to other \
+     users of this machine (ps); use --api-key-file FILE or the ONE_CODEX_API_KEY environment \
+     variable instead";
+
+/// When this process was started with `--api-key KEY`: warn, then run the
+/// same command again in this process (exec) with the key moved into the
+/// environment, so that it is not in this process's arguments while it
+/// waits or serves. Returns only if there is nothing to move.
+pub fn move_api_key_to_environment() -> Result<(), String> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let Some((rest, key)) = without_api_key(&argv) else {
+        return Ok(());
+    };
+    eprintln!("ocxfs: {KEY_ON_COMMAND_LINE}");
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find ocxfs itself: {e}"))?;
+    let error = exec_with_env(&exe, &rest, API_KEY_ENV, &key);
+    Err(format!(
+        "cannot restart without the API key on the command line: {error}"
+    ))
+}
+
+/// Replace this process with `exe` run with `argv` (argv[0] included)
+/// and `name=value` added to the environment; returns only on failure.
+fn exec_with_env(exe: &Path, argv: &[OsString], name: &str, value: &OsString) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(exe);
+    if let Some((arg0, args)) = argv.split_first() {
+        cmd.arg0(arg0).args(args);
+    }
+    cmd.env(name, value).exec()
+}
+
+/// `argv` less `--api-key KEY` (or `--api-key=KEY`), and the key; `None`
+/// when no key is given on it. Arguments after `--` are left alone.
+fn without_api_key(argv: &[OsString]) -> Option<(Vec<OsString>, OsString)> {
+    let mut rest = Vec::with_capacity(argv.len());
+    let mut key = None;
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            rest.push(a.clone());
+            rest.extend(it.by_ref().cloned());
+            break;
+        }
+        if a == "--api-key" {
+            key = Some(it.next().cloned().unwrap_or_default());
+        } else if let Some(k) = a.to_str().and_then(|a| a.strip_prefix("--api-key=")) {
+            key = Some(k.into());
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    key.map(|k| (rest, k))
+}
+
 impl MountArgs {
     /// The daemon's command line: these options with absolute paths (the
-    /// daemon runs in `/`), in the foreground, reporting on `ready_fd`. The
-    /// API key travels in the environment, not here.
-    pub(super) fn daemon_args(&self, ready_fd: i32) -> Result<Vec<OsString>, String> {
+    /// daemon runs in `/`), in the foreground, reporting on `ready_fd`, at
+    /// the parent's `--log-level`. The API key travels in the environment,
+    /// not here.
+    pub(super) fn daemon_args(
+        &self,
+        ready_fd: i32,
+        log_level: Option<&str>,
+    ) -> Result<Vec<OsString>, String> {
         let abs = |p: &Path| {
             std::path::absolute(p)
                 .map_err(|e| format!("{}: {e}", p.display()))
@@ -103,6 +165,9 @@ impl MountArgs {
         opt("read-timeout", self.read_timeout.to_string());
         if let Some(m) = self.max_memory {
             opt("max-memory", m.to_string());
+        }
+        if let Some(level) = log_level {
+            opt("log-level", level.to_owned());
         }
         if let Some(b) = &self.max_posts {
             opt("max-posts", b.to_string());
@@ -138,5 +203,35 @@ impl MountArgs {
         a.push("--max-cache-size".into());
         a.push(self.max_cache_size.to_string().into());
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_api_key_is_taken_out_of_the_command_line() {
+        let (rest, key) =
+            without_api_key(&os(&["ocxfs", "mount", "/m", "--api-key", "K1", "-f"])).unwrap();
+        assert_eq!(
+            (rest, key),
+            (os(&["ocxfs", "mount", "/m", "-f"]), "K1".into())
+        );
+        let (rest, key) = without_api_key(&os(&["ocxfs", "mount", "--api-key=K2", "/m"])).unwrap();
+        assert_eq!((rest, key), (os(&["ocxfs", "mount", "/m"]), "K2".into()));
+        // The file option is not the key, and neither is anything after `--`.
+        assert_eq!(
+            without_api_key(&os(&["ocxfs", "mount", "--api-key-file", "/k", "/m"])),
+            None
+        );
+        assert_eq!(
+            without_api_key(&os(&["ocxfs", "mount", "--", "--api-key"])),
+            None
+        );
     }
 }

@@ -8,18 +8,16 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::args::{API_KEY_ENV, MountArgs};
+use crate::private_file;
 
 /// Parent side of the daemon: start `ocxfs mount --foreground` detached,
 /// and return once it reports the mount ready, or with its reason.
-pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
+pub fn spawn_daemon(args: &MountArgs, log_level: Option<&str>) -> Result<(), String> {
     let log = match &args.log_file {
         Some(p) => p.clone(),
         None => default_log_path().map_err(|e| format!("cannot create a log directory: {e}"))?,
     };
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
+    let log_file = private_file::open_append(&log)
         .map_err(|e| format!("cannot open log file {}: {e}", log.display()))?;
     let (read_end, write_end) = readiness_pipe().map_err(|e| format!("pipe: {e}"))?;
     let write_fd = std::os::fd::AsRawFd::as_raw_fd(&write_end);
@@ -27,7 +25,7 @@ pub fn spawn_daemon(args: &MountArgs) -> Result<(), String> {
     let mut cmd = Command::new(
         std::env::current_exe().map_err(|e| format!("cannot find ocxfs itself: {e}"))?,
     );
-    cmd.args(args.daemon_args(write_fd)?);
+    cmd.args(args.daemon_args(write_fd, log_level)?);
     match &args.api_key {
         Some(key) => cmd.env(API_KEY_ENV, key),
         None => cmd.env_remove(API_KEY_ENV),
@@ -104,6 +102,6 @@ fn default_log_path() -> std::io::Result<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
         .unwrap_or_else(std::env::temp_dir);
     let dir = base.join("ocxfs");
-    std::fs::create_dir_all(&dir)?;
+    private_file::create_dir(&dir)?;
     Ok(dir.join("ocxfs.log"))
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use args::MountArgs;
+pub use args::{MountArgs, move_api_key_to_environment};
 pub use daemon::spawn_daemon;
 pub use helper::helper_args;
 pub use unmount::unmount;
