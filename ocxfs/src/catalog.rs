@@ -71,6 +71,8 @@ pub struct Catalog {
     dirs: HashMap<u64, Dir>,
     files: HashMap<u64, Arc<FileInfo>>,
     stats_ino: u64,
+    /// Listing entries the last rebuild left out.
+    skipped: usize,
 }
 
 impl Default for Catalog {
@@ -98,6 +100,7 @@ impl Catalog {
             dirs: HashMap::new(),
             files: HashMap::new(),
             stats_ino: 0,
+            skipped: 0,
         };
         c.stats_ino = c.alloc();
         c.rebuild(&Listing::default());
@@ -279,7 +282,15 @@ impl Catalog {
             samples,
             &[BY_ID_DIR, BY_PROJECT_DIR, BY_TAG_DIR],
         );
-        skipped.saturating_add(usize::try_from(listing.malformed).unwrap_or(usize::MAX))
+        self.skipped =
+            skipped.saturating_add(usize::try_from(listing.malformed).unwrap_or(usize::MAX));
+        self.skipped
+    }
+
+    /// Listing entries the last rebuild left out (malformed, invalid or
+    /// duplicate).
+    pub fn skipped(&self) -> usize {
+        self.skipped
     }
 
     /// Name the items and put them in `top`, its `.by-id`, and for samples

@@ -412,7 +412,10 @@ impl OcxFs {
                 max_bytes: d.max_bytes(),
             }
         });
-        (snap.documents, snap.samples) = self.catalog().counts();
+        let catalog = self.catalog();
+        (snap.documents, snap.samples) = catalog.counts();
+        snap.listing_skipped = catalog.skipped();
+        drop(catalog);
         snap.uptime_seconds = self.mounted_at.elapsed().map_or(0, |d| d.as_secs());
         snap.guard = self.reader.presign().guard().stats();
         snap

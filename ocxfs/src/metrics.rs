@@ -53,6 +53,9 @@ pub struct Snapshot {
     pub disk_cache: Option<DiskCacheStats>,
     pub documents: usize,
     pub samples: usize,
+    /// Listing entries left out of the tree (malformed, invalid or duplicate).
+    #[serde(default)]
+    pub listing_skipped: usize,
     pub uptime_seconds: u64,
     /// The POST budget and the shared cache, when set.
     #[serde(flatten)]

@@ -30,6 +30,13 @@ pub fn render(s: &Snapshot, per_object: bool) -> String {
         "documents / samples",
         format!("{} / {}", s.documents, s.samples),
     );
+    if s.listing_skipped > 0 {
+        line(
+            &mut out,
+            "listing entries skipped",
+            format!("{} (see the log)", s.listing_skipped),
+        );
+    }
     line(&mut out, "uptime", format!("{} s", s.uptime_seconds));
     line(
         &mut out,
@@ -169,6 +176,9 @@ mod tests {
         assert!(text.contains("documents/abc"));
         assert!(!render(&s, false).contains("documents/abc"));
         assert!(!text.contains("POST budget") && !text.contains("shared cache"));
+        assert!(!text.contains("listing entries skipped"));
+        s.listing_skipped = 2;
+        assert!(render(&s, false).contains("listing entries skipped     2 (see the log)"));
         s.guard.post_budget = Some(crate::post_budget::BudgetStats {
             budget: "100/h".into(),
             used: 40,

@@ -482,6 +482,10 @@ fn bad_entries_are_skipped_and_bad_numbers_made_safe() {
     assert!(log.contains("impossible size"), "{log}");
     // No $uri, a bad date, a name that is a number, 17 and the deep nesting.
     assert!(log.contains("skipped=5"), "{log}");
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(daemon.dir.join(".ocxfs/stats.json")).unwrap())
+            .unwrap();
+    assert_eq!(stats["listing_skipped"], 5, "{stats}");
     eprintln!(
         "{} names mounted: {names:?}; peak RSS {} KiB",
         names.len(),
