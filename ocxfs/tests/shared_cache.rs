@@ -265,3 +265,37 @@ fn a_budget_of_n_is_shared_by_the_nodes_then_edquot() {
         (Some(3), Some(0))
     );
 }
+
+#[test]
+fn a_redis_that_stops_answering_fails_no_read() {
+    let c = cluster(4, &[]);
+    c.redis.signal(libc::SIGSTOP);
+    c.read_everywhere(0..4);
+    c.redis.signal(libc::SIGCONT);
+    for i in 0..4 {
+        let p = c.posts_of(i);
+        assert!((1..=NODES as u64).contains(&p), "document {i}: {p} POSTs");
+    }
+    for k in 0..NODES {
+        let s = c.shared_stats(k);
+        assert!(s["fallbacks"].as_u64().unwrap() >= 1, "node {k}: {s}");
+    }
+}
+
+#[test]
+fn a_refused_post_is_shared_instead_of_repeated() {
+    let c = cluster(1, &[]);
+    c.emu.fault(
+        serde_json::json!({"kind": "api_status", "route": "post", "status": 402, "count": 1}),
+    );
+    let file = |k: usize| c.nodes[k].docs().join(&c.names[0]);
+    let err = std::fs::read(file(0)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+    // The other nodes take the refusal from Redis: no POST (which the
+    // emulator, its one fault spent, would now have answered).
+    for k in 1..NODES {
+        let err = std::fs::read(file(k)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "node {k}");
+    }
+    assert_eq!(c.emu.posts_total(), 1);
+}

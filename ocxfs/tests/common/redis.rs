@@ -61,6 +61,14 @@ impl RedisProc {
             .unwrap_or_default()
     }
 
+    /// Sends `signal` (SIGSTOP: a Redis that accepts connections but
+    /// never answers; SIGCONT: back to work).
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
     /// SIGTERM by process id, then wait for it to exit.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
