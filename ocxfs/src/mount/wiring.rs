@@ -1,5 +1,5 @@
-//! Building the filesystem from its parts, with no FUSE involved (a mount
-//! and the tests share it).
+//! Building the filesystem from its parts, with no FUSE type involved, so
+//! that tests build it the way a mount does.
 
 use std::sync::Arc;
 use std::time::Duration;
