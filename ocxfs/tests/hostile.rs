@@ -386,6 +386,40 @@ fn a_slow_listing_says_what_it_waits_for() {
 }
 
 #[test]
+fn a_detached_mount_says_what_it_waits_for() {
+    require_fuse();
+    let bed = Bed::new();
+    bed.hostile.set_rules(vec![
+        Rule::answer("GET", "/api/v1/documents", 200)
+            .header("Content-Type", "application/json")
+            .body(r#"[{"$uri": "/api/v1/documents/late1", "created_at": "2024-01-01T00:00:00Z", "filename": "late.txt"}]"#)
+            .delay_ms(5000),
+    ]);
+    let dir = bed.mountpoint("m");
+    let out = Command::new(bin())
+        .arg("mount")
+        .arg(&dir)
+        .args(["--api-base", bed.hostile.base_url()])
+        .env("ONE_CODEX_API_KEY", KEY)
+        .env_remove("OCXFS_API_KEY")
+        .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", state_home(&dir))
+        .output()
+        .unwrap();
+    let mounted = is_mounted(&dir);
+    if mounted {
+        // The daemon exits once its mount is gone.
+        let _ = Command::new(bin()).arg("unmount").arg(&dir).status();
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && mounted, "{err}");
+    assert!(
+        err.contains("listing the account at") && err.contains("0 entries so far"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_entries_are_skipped_and_bad_numbers_made_safe() {
     let bed = Bed::new();
     let entry = |id: &str, rest: &str| {
