@@ -398,6 +398,14 @@ impl Catalog {
         }
     }
 
+    /// What `df` shows: the listed bytes of all objects (each once, however
+    /// many entries lead to it) and the number of inodes.
+    pub fn usage(&self) -> (u64, u64) {
+        let bytes = self.files.values().filter_map(|f| f.size).sum();
+        // Files, directories and the stats file.
+        (bytes, (self.files.len() + self.dirs.len() + 1) as u64)
+    }
+
     /// Number of objects of each kind, for messages.
     pub fn counts(&self) -> (usize, usize) {
         let docs = self

@@ -60,6 +60,8 @@ pub struct Opened {
 pub struct FsConfig {
     pub uid: u32,
     pub gid: u32,
+    /// Permission bits cleared from every file (0444) and directory (0555).
+    pub umask: u16,
     /// Listings older than this are refreshed in the background.
     pub listing_ttl: Duration,
     /// Longest an open or a read may take before it fails with ETIMEDOUT.
@@ -149,7 +151,7 @@ impl OcxFs {
             ino,
             kind: Kind::Dir,
             size: 0,
-            perm: 0o555,
+            perm: 0o555 & !self.config.umask,
             nlink: 2,
             mtime: self.mounted_at,
             uid: self.config.uid,
@@ -173,7 +175,7 @@ impl OcxFs {
             Node::Dir(_) => Ok(base),
             Node::Stats => Ok(Attr {
                 kind: Kind::File,
-                perm: 0o444,
+                perm: 0o444 & !self.config.umask,
                 nlink: 1,
                 mtime: SystemTime::now(),
                 size_unknown: true,
@@ -190,7 +192,7 @@ impl OcxFs {
         Attr {
             kind: Kind::File,
             size: size.unwrap_or(0),
-            perm: 0o444,
+            perm: 0o444 & !self.config.umask,
             nlink: info.links.max(1),
             mtime: info.created,
             // Storage contradicted the listing: the kernel must not keep
@@ -388,6 +390,11 @@ impl OcxFs {
         }
         self.reader.metrics().count_error(&error);
         Err(error)
+    }
+
+    /// The listed bytes and the inode count, for `statfs` (`df`).
+    pub fn usage(&self) -> (u64, u64) {
+        self.catalog().usage()
     }
 
     /// The counters of this mount, as `.ocxfs/stats.json` shows them.

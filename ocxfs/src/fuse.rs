@@ -326,15 +326,19 @@ impl Filesystem for FuseAdapter {
 
     fn statfs(&self, req: &Request, ino: INodeNo, reply: ReplyStatfs) {
         let _span = request_span("statfs", req, ino).entered();
+        // `df`: the account's listed bytes as used space, nothing free (it
+        // is read-only); `df -i`: its inodes.
+        const FRAGMENT: u32 = 4096;
+        let (bytes, inodes) = self.fs.usage();
         reply.statfs(
+            bytes.div_ceil(u64::from(FRAGMENT)),
             0,
             0,
-            0,
-            0,
+            inodes,
             0,
             MAX_READ,
             crate::names::NAME_MAX as u32,
-            MAX_READ,
+            FRAGMENT,
         );
     }
 

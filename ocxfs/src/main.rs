@@ -1,11 +1,13 @@
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use ocxfs::mount::{self, MountArgs};
 
 /// Mount a One Codex account as a read-only filesystem.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("OCXFS_COMMIT"), ")"), about)]
 struct Cli {
     /// Log level or filter (also RUST_LOG), e.g. info, debug, ocxfs=trace
     #[arg(long, global = true)]
@@ -36,6 +38,19 @@ enum Command {
         /// List POSTs per document and sample
         #[arg(long)]
         per_document: bool,
+    },
+    /// Print the completion script for a shell (e.g. `ocxfs completions bash
+    /// > /etc/bash_completion.d/ocxfs`)
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff: `ocxfs manpage | man -l -`), or write
+    /// one page per command into DIR
+    Manpage {
+        /// Write ocxfs.1, ocxfs-mount.1, … here instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
     },
     /// Serve a fake One Codex API and storage (test bed and offline demo)
     #[cfg(feature = "demo")]
@@ -69,9 +84,11 @@ fn init_logging(level: Option<&str>) {
     .fold(filter, |f, d| {
         f.add_directive(d.parse().expect("static directive"))
     });
+    // A detached daemon's stderr is its log file: no colour codes there.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -92,7 +109,14 @@ fn main() {
             }
         }
     } else {
-        Cli::parse()
+        // `ocxfs mount DIR -o a,b=c` takes the options of mount(8)'s form too.
+        match mount::expand_mount_options(&args) {
+            Ok(argv) => Cli::parse_from(argv),
+            Err(reason) => {
+                eprintln!("ocxfs: {reason}");
+                std::process::exit(2);
+            }
+        }
     };
     if matches!(cli.command, Command::Mount(_)) {
         if let Err(reason) = mount::move_api_key_to_environment() {
@@ -120,6 +144,15 @@ fn main() {
                 print!("{}", ocxfs::stats::render(&s, per_document));
             }
         }),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ocxfs", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage { dir: None } => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(|e| format!("cannot write the manual page: {e}")),
+        Command::Manpage { dir: Some(dir) } => clap_mangen::generate_to(Cli::command(), &dir)
+            .map_err(|e| format!("cannot write manual pages into {}: {e}", dir.display())),
         #[cfg(feature = "demo")]
         Command::Emulator(args) => tokio::runtime::Runtime::new()
             .map_err(|e| e.to_string())

@@ -31,6 +31,23 @@ pub struct MountArgs {
     /// Let other users read the mount (needs user_allow_other in /etc/fuse.conf)
     #[arg(long)]
     pub allow_other: bool,
+    /// Let root read the mount besides its owner (needs user_allow_other in
+    /// /etc/fuse.conf when not mounted by root)
+    #[arg(long, conflicts_with = "allow_other")]
+    pub allow_root: bool,
+    /// Owner of every file and directory (default: the mounting user)
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Group of every file and directory (default: the mounting user's)
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Permission bits to clear, in octal: files are 0444 and directories
+    /// 0555 less these (e.g. 027, 077)
+    #[arg(long, value_parser = parse_umask)]
+    pub umask: Option<u16>,
+    /// Mount even on a directory that holds files (hidden while mounted)
+    #[arg(long)]
+    pub allow_non_empty: bool,
     /// Mount the built-in demo account (an embedded emulator), no key needed
     #[arg(long, conflicts_with_all = ["api_key", "api_key_file"])]
     pub demo: bool,
@@ -175,9 +192,19 @@ impl MountArgs {
         if let Some(url) = &self.shared_cache {
             opt("shared-cache", url.clone());
         }
+        for (name, value) in [("uid", self.uid), ("gid", self.gid)] {
+            if let Some(v) = value {
+                opt(name, v.to_string());
+            }
+        }
+        if let Some(m) = self.umask {
+            opt("umask", format!("{m:03o}"));
+        }
         a.push("--foreground".into());
         for (flag, on) in [
             ("--allow-other", self.allow_other),
+            ("--allow-root", self.allow_root),
+            ("--allow-non-empty", self.allow_non_empty),
             ("--demo", self.demo),
             ("--no-persist-urls", self.no_persist_urls),
         ] {
@@ -204,6 +231,14 @@ impl MountArgs {
         a.push(self.max_cache_size.to_string().into());
         Ok(a)
     }
+}
+
+/// `022`, `0027`, `77`: octal permission bits, as umask(1) takes them.
+fn parse_umask(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s.trim(), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("not an octal umask (like 022 or 077): {s:?}"))
 }
 
 #[cfg(test)]
@@ -233,5 +268,14 @@ mod tests {
             without_api_key(&os(&["ocxfs", "mount", "--", "--api-key"])),
             None
         );
+    }
+
+    #[test]
+    fn umasks_are_octal() {
+        assert_eq!(parse_umask("022"), Ok(0o22));
+        assert_eq!(parse_umask("0077"), Ok(0o77));
+        assert!(parse_umask("8").is_err());
+        assert!(parse_umask("1000").is_err());
+        assert!(parse_umask("").is_err());
     }
 }

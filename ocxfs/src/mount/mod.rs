@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use args::{MountArgs, move_api_key_to_environment};
 pub use daemon::spawn_daemon;
-pub use helper::helper_args;
+pub use helper::{expand_mount_options, helper_args};
 pub use unmount::unmount;
 pub use wiring::{FsParts, Wired, build_fs, connect, current_owner, default_memory_budget};
 
@@ -29,6 +29,7 @@ use crate::fuse::FuseAdapter;
 use crate::http_client::HttpTrust;
 use crate::storage::StorageClient;
 use crate::url_store::{self, UrlStore};
+use fuser::SessionACL;
 use readiness::{Readiness, notify_systemd};
 
 /// The daemon (or `--foreground`): everything up to a ready mount, then
@@ -43,7 +44,7 @@ pub fn run_foreground(args: MountArgs) -> Result<(), String> {
 }
 
 fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String> {
-    let mountpoint = mountpoint::check_mountpoint(&args.mountpoint, ready)?;
+    let mountpoint = mountpoint::check_mountpoint(&args.mountpoint, args.allow_non_empty, ready)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ocxfs-io")
@@ -82,7 +83,7 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
     };
     let post_budget = guard::budget(args, &api_base, &account.uri);
     let shared_cache = guard::shared_cache(args, &api_base, &account.uri)?;
-    let (uid, gid) = current_owner();
+    let (user, group) = current_owner();
     let wired = build_fs(FsParts {
         api,
         listing,
@@ -93,8 +94,9 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         post_budget,
         shared_cache,
         config: FsConfig {
-            uid,
-            gid,
+            uid: args.uid.unwrap_or(user),
+            gid: args.gid.unwrap_or(group),
+            umask: args.umask.unwrap_or(0),
             listing_ttl: Duration::from_secs(args.listing_ttl.max(1)),
             read_timeout: Duration::from_secs(args.read_timeout.max(1)),
         },
@@ -103,7 +105,14 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
 
     let adapter = FuseAdapter::new(wired.fs, rt.handle().clone());
     let signals = unmount::StopSignals::catch(&rt)?;
-    let session = session::start(adapter, &mountpoint, args.allow_other)?;
+    let access = if args.allow_other {
+        SessionACL::All
+    } else if args.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    let session = session::start(adapter, &mountpoint, access)?;
 
     let Wired {
         documents,

@@ -6,9 +6,14 @@ use std::time::Duration;
 use super::readiness::Readiness;
 use super::unmount::lazy_unmount;
 
-/// Check the mount point: it must exist and be a directory, and not be a
-/// live mount. A dead FUSE mount left by a killed ocxfs is cleared.
-pub(super) fn check_mountpoint(path: &Path, ready: &mut Readiness) -> Result<PathBuf, String> {
+/// Check the mount point: it must exist and be a directory, not be a live
+/// mount, and be empty unless `allow_non_empty` (mounting would hide its
+/// files). A dead FUSE mount left by a killed ocxfs is cleared.
+pub(super) fn check_mountpoint(
+    path: &Path,
+    allow_non_empty: bool,
+    ready: &mut Readiness,
+) -> Result<PathBuf, String> {
     let dead = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => false,
         Ok(_) => return Err(format!("mount point {} is not a directory", path.display())),
@@ -43,6 +48,15 @@ pub(super) fn check_mountpoint(path: &Path, ready: &mut Readiness) -> Result<Pat
         .map_err(|e| format!("mount point {}: {e}", path.display()))?;
     if is_mounted(&path) {
         return Err(format!("{} is already a mount point", path.display()));
+    }
+    let mut entries =
+        std::fs::read_dir(&path).map_err(|e| format!("mount point {}: {e}", path.display()))?;
+    if !allow_non_empty && entries.next().is_some() {
+        return Err(format!(
+            "mount point {} is not empty (its files would be hidden): pass --allow-non-empty to \
+             mount over them",
+            path.display()
+        ));
     }
     Ok(path)
 }

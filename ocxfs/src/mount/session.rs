@@ -19,7 +19,7 @@ pub(super) struct Session {
 pub(super) fn start(
     adapter: FuseAdapter,
     mountpoint: &Path,
-    allow_other: bool,
+    access: SessionACL,
 ) -> Result<Session, String> {
     let options = vec![
         MountOption::FSName("ocxfs".into()),
@@ -34,11 +34,7 @@ pub(super) fn start(
     let mut fuse_config = Config::default();
     fuse_config.mount_options = options;
     // Visible to the mounting user only unless asked otherwise.
-    fuse_config.acl = if allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
+    fuse_config.acl = access;
     fuse_config.n_threads = Some(4);
     fuse_config.clone_fd = true;
     let mut session = fuser::Session::new(adapter, mountpoint, &fuse_config)

@@ -61,6 +61,7 @@ impl UnmountedFs {
             config: FsConfig {
                 uid,
                 gid,
+                umask: 0,
                 listing_ttl: Duration::from_secs(60),
                 read_timeout: Duration::from_secs(30),
             },
