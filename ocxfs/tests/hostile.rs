@@ -443,6 +443,8 @@ fn bad_entries_are_skipped_and_bad_numbers_made_safe() {
         b"\xff\xfe.txt\"}",
     ]
     .concat());
+    // Raw control bytes inside a name (invalid JSON): the page still parses.
+    add(entry("aaaa0011", ", \"filename\": \"ctl\n\x01.txt\"").as_bytes());
     add(entry("aaaa0003", r#", "filename": "lone\ud800surrogate.txt""#).as_bytes());
     add(entry(
         "aaaa0004",
@@ -493,7 +495,14 @@ fn bad_entries_are_skipped_and_bad_numbers_made_safe() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for expected in ["good.txt", "max.bin", "two63.bin", "huge.bin", "num.bin"] {
+    for expected in [
+        "good.txt",
+        "ctl  .txt",
+        "max.bin",
+        "two63.bin",
+        "huge.bin",
+        "num.bin",
+    ] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} in {names:?}"

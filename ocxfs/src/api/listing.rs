@@ -134,6 +134,25 @@ impl<'a> Bounds<'a> {
     }
 }
 
+/// Raw control bytes (newlines included) are whitespace between JSON
+/// tokens but invalid inside strings, where one in one name would fail the
+/// whole page. As spaces they mean the same between tokens, and a name gets
+/// a space (which naming keeps or makes safe) instead of failing the page.
+fn blank_control_bytes(body: &mut [u8], what: &str) {
+    let mut unusual = 0u64;
+    for b in body.iter_mut().filter(|b| **b < 0x20) {
+        unusual += u64::from(!matches!(*b, b'\n' | b'\r' | b'\t'));
+        *b = b' ';
+    }
+    if unusual > 0 {
+        tracing::warn!(
+            listing = what,
+            unusual,
+            "the API sent raw control bytes; replaced by spaces"
+        );
+    }
+}
+
 impl ApiClient {
     /// Fetch every page of a listing: with `Paging::Cursor`, ask for cursor
     /// pagination and follow `X-Next-Cursor`; otherwise (or when the API
@@ -167,7 +186,8 @@ impl ApiClient {
             bounds.announced(total)?;
             let cursor = pagination::next_cursor(resp.headers());
             let next = pagination::next_link(resp.headers(), &url)?;
-            let body = super::read_bounded(resp, MAX_PAGE_BYTES, path).await?;
+            let mut body = super::read_bounded(resp, MAX_PAGE_BYTES, path).await?;
+            blank_control_bytes(&mut body, path);
             let batch: Vec<Box<RawValue>> = super::parse_json(&body, path)?;
             bounds.received(body.len() as u64, batch.len() as u64)?;
             self.progress.add(batch.len() as u64);
@@ -203,6 +223,17 @@ impl ApiClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_control_bytes_do_not_fail_a_page() {
+        let mut page =
+            b"[\n\t{\"$uri\": \"/x/a1\", \"name\": \"two\nlines\x01\"},\r\n\x02{}]".to_vec();
+        assert!(serde_json::from_slice::<Vec<Box<RawValue>>>(&page).is_err());
+        blank_control_bytes(&mut page, "/x");
+        let entries: Vec<serde_json::Value> = serde_json::from_slice(&page).unwrap();
+        assert_eq!(entries[0]["name"], "two lines ");
+        assert_eq!(entries.len(), 2);
+    }
 
     #[test]
     fn a_page_seen_again_is_a_loop() {
