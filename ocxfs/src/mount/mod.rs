@@ -19,7 +19,7 @@ pub use args::{MountArgs, move_api_key_to_environment};
 pub use daemon::spawn_daemon;
 pub use helper::{expand_mount_options, helper_args};
 pub use unmount::unmount;
-pub use wiring::{FsParts, Wired, build_fs, connect, current_owner, default_memory_budget};
+pub use wiring::{FsParts, Wired, build_fs, connect, current_owner};
 
 use crate::api::credentials::{self, Credentials};
 use crate::demo::Demo;
@@ -90,7 +90,9 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         storage,
         url_store,
         disk_cache,
-        memory_budget: args.max_memory.unwrap_or_else(default_memory_budget),
+        memory_budget: args
+            .max_memory
+            .unwrap_or_else(wiring::default_memory_budget),
         post_budget,
         shared_cache,
         config: FsConfig {
