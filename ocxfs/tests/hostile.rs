@@ -227,6 +227,19 @@ fn credentials_never_follow_a_redirect_to_another_origin() {
     eprintln!("other origin: {reached} requests, {with_key} with credentials");
     assert_eq!((reached, with_key), (0, 0));
 
+    // A redirect within the API's origin that never ends is given up.
+    bed.hostile.set_rules(vec![Rule::redirect(
+        "GET",
+        "/api/v1/account",
+        "{base}/api/v1/account?again={n}",
+    )]);
+    let before = bed.hostile.count("GET", "/api/v1/account");
+    let (code, _, log) = bed.mount("endless-redirect").refused();
+    let asked = bed.hostile.count("GET", "/api/v1/account") - before;
+    eprintln!("endless same-origin redirect: exit {code} after {asked} requests");
+    assert_eq!(code, 1, "{log}");
+    assert!(asked <= 7, "{asked} requests");
+
     // A redirect within the API's origin is followed, with the key.
     bed.hostile.set_rules(vec![
         Rule::redirect(
