@@ -2,6 +2,7 @@ use std::io::IsTerminal;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 use ocxfs::mount::{self, MountArgs};
 
@@ -85,10 +86,13 @@ fn init_logging(level: Option<&str>) {
         f.add_directive(d.parse().expect("static directive"))
     });
     // A detached daemon's stderr is its log file: no colour codes there.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(log)
+        .with(mount::EarlyWarnings)
         .init();
 }
 

@@ -84,3 +84,51 @@ fn a_detached_mounts_log_has_no_colour_codes() {
     assert!(text.contains("DEBUG"), "nothing logged at debug level");
     assert!(!text.contains('\x1b'), "colour codes in the log file");
 }
+
+#[test]
+fn a_detached_mount_says_what_it_mounted_and_its_warnings() {
+    require_fuse();
+    let (tmp, emu, mnt) = one_document("a.txt", b"a");
+    let key = tmp.path().join("key");
+    std::fs::write(&key, KEY).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let log = tmp.path().join("ocxfs.log");
+    let mut cmd = mount_command(
+        &emu.url,
+        &mnt,
+        &[
+            "--api-key-file",
+            key.to_str().unwrap(),
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+    );
+    cmd.env_remove("ONE_CODEX_API_KEY");
+    let out = run_ok(&mut cmd);
+    let shown = String::from_utf8(out.stderr).unwrap();
+    run_ok(Command::new(bin()).arg("unmount").arg(&mnt));
+    assert_eq!(
+        shown,
+        format!(
+            "ocxfs: warning: credentials file is readable by other users; run: chmod 600 {}\n\
+             ocxfs: 1 documents and 0 samples mounted at {}\n",
+            key.display(),
+            mnt.canonicalize().unwrap().display()
+        )
+    );
+}
+
+#[test]
+fn unmounting_what_is_not_mounted_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .arg("unmount")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("ocxfs: {} is not mounted\n", dir.path().display())
+    );
+}

@@ -30,6 +30,7 @@ use crate::http_client::HttpTrust;
 use crate::storage::StorageClient;
 use crate::url_store::{self, UrlStore};
 use fuser::SessionACL;
+pub use readiness::EarlyWarnings;
 use readiness::{Readiness, notify_systemd};
 
 /// The daemon (or `--foreground`): everything up to a ready mount, then
@@ -123,10 +124,11 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         ..
     } = wired;
     tracing::info!(documents, samples, skipped, mountpoint = %mountpoint.display(), "mounted");
-    eprintln!(
-        "ocxfs: {documents} documents and {samples} samples mounted at {}",
+    // On the terminal also when detached: the parent prints notes.
+    ready.note(&format!(
+        "{documents} documents and {samples} samples mounted at {}",
         mountpoint.display()
-    );
+    ));
     ready.send("ok");
     notify_systemd(sd_notify::NotifyState::Ready);
 

@@ -62,7 +62,7 @@ pub(super) fn check_mountpoint(
 }
 
 /// `path` made absolute without touching it (canonicalize would stat it).
-fn absolute(path: &Path) -> PathBuf {
+pub(super) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
@@ -85,7 +85,7 @@ fn is_dead_mount_error(e: &std::io::Error) -> bool {
 }
 
 /// Whether `path` is a mount point, from the mount table.
-fn is_mounted(path: &Path) -> bool {
+pub(super) fn is_mounted(path: &Path) -> bool {
     let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
         return false;
     };

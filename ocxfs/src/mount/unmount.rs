@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use super::mountpoint::{absolute, is_mounted};
 use super::readiness::notify_systemd;
 use super::session::Session;
 use crate::reader::Reader;
@@ -79,6 +80,10 @@ pub(super) fn lazy_unmount(path: &Path) {
 
 /// `ocxfs unmount`: unmount a mounted directory.
 pub fn unmount(path: &Path) -> Result<(), String> {
+    let target = path.canonicalize().unwrap_or_else(|_| absolute(path));
+    if !is_mounted(&target) {
+        return Err(format!("{} is not mounted", path.display()));
+    }
     let status = Command::new("fusermount3")
         .arg("-u")
         .arg("--")
