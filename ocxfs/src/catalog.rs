@@ -608,4 +608,12 @@ mod tests {
         assert_eq!(x["user.onecodex.project_name"], "Gut study");
         assert_eq!(c.counts(), (0, samples.len() + 1));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn a_listed_size_is_kept_only_if_a_file_can_have_it(size in proptest::num::u64::ANY) {
+            let kept = listed_size("0123456789abcdef", Some(size));
+            proptest::prop_assert_eq!(kept, (size <= MAX_OBJECT_SIZE).then_some(size));
+        }
+    }
 }

@@ -325,6 +325,12 @@ mod tests {
         }
 
         #[test]
+        fn totals_no_file_can_have_are_refused(total in MAX_OBJECT_SIZE + 1..=u64::MAX) {
+            proptest::prop_assert_eq!(parse_content_range(&format!("bytes 0-0/{total}")), None);
+            proptest::prop_assert_eq!(parse_content_range(&format!("bytes */{total}")), None);
+        }
+
+        #[test]
         fn content_range_round_trips(first in 0u64..1 << 50, len in 1u64..1 << 30, extra in 0u64..1 << 30) {
             let last = first + len - 1;
             let total = last + 1 + extra;
