@@ -174,8 +174,8 @@ fn an_expired_url_costs_one_post_across_three_nodes() {
 }
 
 #[test]
-fn with_redis_stopped_reads_go_on_with_one_post_per_document_per_node() {
-    let mut c = cluster(20, &[]);
+fn with_redis_stopped_reads_go_on_then_it_is_used_again_once_back() {
+    let mut c = cluster(25, &[]);
     c.read_everywhere(0..10);
     assert_eq!(c.emu.posts_total(), 10);
 
@@ -200,6 +200,16 @@ fn with_redis_stopped_reads_go_on_with_one_post_per_document_per_node() {
         "POSTs with Redis stopped: {} for 10 documents on {NODES} nodes",
         total - 10
     );
+
+    // Back, and tried again once the nodes' 15 s pause is over: one POST
+    // per document again.
+    c.redis.restart();
+    std::thread::sleep(std::time::Duration::from_secs(16));
+    c.read_everywhere(20..25);
+    assert_eq!(c.emu.posts_total(), total + 5);
+    for k in 0..NODES {
+        assert_eq!(c.shared_stats(k)["available"], true, "node {k}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 pub struct RedisProc {
     child: Option<Child>,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl RedisProc {
@@ -17,34 +17,40 @@ impl RedisProc {
             found.is_ok_and(|o| o.status.success()),
             "redis-server is missing: install the redis-server package (scripts/setup-redis)"
         );
-        let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let mut r = RedisProc {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.restart();
+        r
+    }
+
+    /// Starts the server (again, after `stop`) on the same port, empty.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "redis-server is running");
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
-            .arg(dir.path())
+            .arg(self.dir.path())
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let r = RedisProc {
-            child: Some(child),
-            port,
-            _dir: dir,
-        };
+        self.child = Some(child);
         let start = Instant::now();
-        while r.cli(&["PING"]) != "PONG" {
+        while self.cli(&["PING"]) != "PONG" {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "redis-server did not answer"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        r
     }
 
     pub fn url(&self) -> String {
