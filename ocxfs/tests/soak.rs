@@ -1,7 +1,9 @@
 //! Soak: many concurrent readers, sequential and random, over several
 //! documents, with every storage fault injected at a few percent and URLs
 //! expiring every few seconds. Each read must return the exact bytes (of
-//! one version) or an error, never other bytes.
+//! one version) or an error, never other bytes. (URLs that storage refuses
+//! so soon after a refresh make their document back off: the `EIO`s the
+//! soak prints are mostly those waits, when no POST is made.)
 //!
 //! CI runs a short version; `scripts/soak` runs it for longer through
 //! `OCXFS_SOAK_SECONDS`.
