@@ -79,7 +79,8 @@ pub enum Error {
     BadHandle(u64),
     #[error("no extended attribute {0}")]
     NoXattr(String),
-    /// Only `user.` attributes exist here.
+    /// Only `user.` attributes exist here (Linux and FreeBSD name the
+    /// namespace).
     #[error("extended attributes outside user. are not supported: {0}")]
     XattrNamespace(String),
     /// The caller's buffer cannot hold the attribute (or the list).
@@ -151,12 +152,6 @@ impl fmt::Display for Chain<'_> {
     }
 }
 
-/// The errno for a missing extended attribute.
-#[cfg(target_os = "linux")]
-const NO_XATTR: i32 = libc::ENODATA;
-#[cfg(not(target_os = "linux"))]
-const NO_XATTR: i32 = libc::ENOATTR;
-
 impl Error {
     /// The errno a FUSE caller sees for this error. This is the only place
     /// where errors become errno values; the README documents the table.
@@ -177,7 +172,8 @@ impl Error {
             Error::ReadOnly => libc::EROFS,
             Error::Cancelled | Error::Interrupted => libc::EINTR,
             Error::BadHandle(_) => libc::EBADF,
-            Error::NoXattr(_) => NO_XATTR,
+            // ENODATA on Linux, ENOATTR on macOS and FreeBSD.
+            Error::NoXattr(_) => crate::platform::NO_ATTRIBUTE,
             // ENOTSUP, not "no such attribute": `ls -l` then stops asking
             // about SELinux labels and ACLs for the whole mount, which would
             // otherwise cost two round trips per file.
@@ -326,7 +322,10 @@ mod tests {
                 libc::EDQUOT,
             ),
             (Error::BadHandle(7), libc::EBADF),
-            (Error::NoXattr("user.x".into()), libc::ENODATA),
+            (
+                Error::NoXattr("user.x".into()),
+                crate::platform::NO_ATTRIBUTE,
+            ),
             (
                 Error::XattrNamespace("security.selinux".into()),
                 libc::ENOTSUP,

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::interrupt::Ticket;
 use crate::metrics::{DiskCacheStats, Memory, Snapshot};
 use crate::object::Objects;
+use crate::platform;
 use crate::reader::{OpenFile, ReadData, Reader};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,18 +98,6 @@ enum Handle {
 
 /// Runtime state, not listing data: may reading the file POST now?
 pub const POST_NEEDED_XATTR: &str = "user.ocxfs.post_needed";
-
-/// This process's resident set size.
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64
-}
 
 impl OcxFs {
     /// Build the filesystem from a first listing (fetched by the caller so
@@ -282,11 +271,13 @@ impl OcxFs {
         }
     }
 
-    /// One extended attribute of a file. Only `user.` attributes exist:
-    /// any other namespace is unsupported rather than missing.
+    /// One extended attribute of a file. Only `user.` attributes exist: on
+    /// Linux and FreeBSD any other namespace is unsupported rather than
+    /// missing; on macOS (no namespaces) every other name is missing, so
+    /// Finder's `com.apple.*` queries get "no such attribute".
     pub fn xattr(&self, ino: u64, name: &OsStr) -> Result<String> {
         let lossy = || name.to_string_lossy().into_owned();
-        if !name.as_encoded_bytes().starts_with(b"user.") {
+        if platform::unsupported_xattr_namespace(name) {
             return Err(Error::XattrNamespace(lossy()));
         }
         self.xattrs(ino)?
@@ -324,7 +315,7 @@ impl OcxFs {
         // Storage's size differs from the listing's (the kernel may still
         // hold the latter): direct I/O, so reads go to storage's end.
         let direct_io = info.size.is_none() || state.size() != info.size;
-        let page_cached = !direct_io && flags & libc::O_DIRECT == 0;
+        let page_cached = !direct_io && !platform::bypasses_page_cache(flags);
         let kernel_size = if direct_io { None } else { info.size };
         let file = self
             .bounded(
@@ -405,7 +396,7 @@ impl OcxFs {
             budget: self.reader.memory_budget(),
             cached_bytes: cached,
             in_flight_bytes: in_flight,
-            rss_bytes: resident_bytes(),
+            rss_bytes: platform::resident_bytes(),
         };
         snap.disk_cache = self.reader.disk_cache().map(|d| {
             let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);

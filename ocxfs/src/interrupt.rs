@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::platform::being_killed;
+
 /// How long an interrupt for a request not seen yet is remembered. FUSE
 /// worker threads read requests concurrently, so an interrupt may be
 /// handled a moment before its request is registered; one that names an
@@ -130,23 +132,6 @@ impl Drop for Ticket {
     }
 }
 
-/// Whether thread `pid` is being killed: the kernel marks every thread of a
-/// process that got a fatal signal (SIGKILL, or SIGINT, SIGTERM and the like
-/// left to their default action) with a pending SIGKILL.
-fn being_killed(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| kill_pending(&s))
-}
-
-/// `SigPnd` (the thread's) or `ShdPnd` (the process's) holds SIGKILL.
-fn kill_pending(status: &str) -> bool {
-    let sigkill = 1u64 << (libc::SIGKILL - 1);
-    status
-        .lines()
-        .filter_map(|l| l.strip_prefix("SigPnd:").or(l.strip_prefix("ShdPnd:")))
-        .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .any(|mask| mask & sigkill != 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,30 +226,5 @@ mod tests {
         tokio::time::sleep(HANDLED_SIGNAL_GRACE * 2).await;
         interrupts.interrupt(6);
         assert!(fires(&late).await);
-    }
-
-    #[test]
-    fn a_pending_sigkill_is_read_from_proc_status() {
-        let status = |pnd: &str, shd: &str| {
-            format!(
-                "Name:\tdd\nSigQ:\t0/1\nSigPnd:\t{pnd}\nShdPnd:\t{shd}\nSigBlk:\t0000000000000000\n"
-            )
-        };
-        assert!(kill_pending(&status(
-            "0000000000000100",
-            "0000000000000000"
-        )));
-        assert!(kill_pending(&status(
-            "0000000000000000",
-            "0000000000000100"
-        )));
-        // SIGINT (bit 1) or SIGTERM (bit 14) pending: caught, not fatal.
-        assert!(!kill_pending(&status(
-            "0000000000000002",
-            "0000000000004000"
-        )));
-        assert!(!kill_pending("not a status file"));
-        assert!(!being_killed(std::process::id()));
-        assert!(!being_killed(u32::MAX), "no such process");
     }
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod mount;
 pub mod names;
 pub mod object;
+pub mod platform;
 pub mod post_budget;
 pub mod post_guard;
 pub mod prefetch_cmd;

@@ -78,7 +78,7 @@ pub struct Memory {
     pub budget: u64,
     pub cached_bytes: u64,
     pub in_flight_bytes: u64,
-    /// The daemon's resident set size, from /proc.
+    /// The daemon's resident set size.
     pub rss_bytes: u64,
 }
 

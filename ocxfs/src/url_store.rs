@@ -73,12 +73,10 @@ pub fn key(api_base: &str, account: &str) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// `$XDG_STATE_HOME/ocxfs/urls`, else `~/.local/state/ocxfs/urls`.
+/// `urls` in ocxfs's state directory (`$XDG_STATE_HOME/ocxfs/urls` on
+/// Linux; see `platform::state_dir`).
 pub fn default_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
-    Some(base.join("ocxfs").join("urls"))
+    Some(crate::platform::state_dir()?.join("urls"))
 }
 
 impl UrlStore {

@@ -2,6 +2,10 @@
 //! short bodies, stalls, changed objects, API errors on the POST and the
 //! listing, dead servers, killed daemons, and secrets in logs.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::{Read, Seek, SeekFrom};

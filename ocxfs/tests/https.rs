@@ -2,6 +2,10 @@
 //! each test makes (openssl), the emulator's presigned URLs pointing at it,
 //! and its API reachable through the same TLS server.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,10 @@
 //! Running ocxfs for real: the `mount.fuse.ocxfs` helper and `-o` options,
 //! presigned URLs kept across remounts, and `ocxfs stats`.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;

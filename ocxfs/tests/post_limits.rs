@@ -2,6 +2,10 @@
 //! documents' own terms (`downloads_remaining`, `valid_until`, served and
 //! enforced by the emulator) and `--max-posts` across a remount.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::path::Path;

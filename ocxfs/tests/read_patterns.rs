@@ -2,6 +2,10 @@
 //! handle: sequential, random, parallel, mixed. Every byte is checked
 //! against the source; the emulator's counters show what was fetched.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::os::unix::fs::FileExt;

@@ -1,6 +1,10 @@
 //! Samples, projects, tags and the views users expect: flat, by id, by
 //! project, by tag; extended attributes; freshness; scale.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -8,6 +8,10 @@
 //! CI runs a short version; `scripts/soak` runs it for longer through
 //! `OCXFS_SOAK_SECONDS`.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,10 @@
 //! Trust under broken servers through a real mount: the POST never loops,
 //! absurd numbers never crash, memory stays bounded, sizes never truncate.
 
+// Mounted through fusermount3 and checked through /proc: Linux only
+// (scripts/check-platforms type-checks the rest for macOS and FreeBSD).
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::Read;

@@ -64,11 +64,13 @@ pub struct MountArgs {
     /// fails with ETIMEDOUT
     #[arg(long, default_value_t = 60)]
     pub read_timeout: u64,
-    /// Log file when detached (default: $XDG_STATE_HOME/ocxfs/ocxfs.log)
+    /// Log file when detached (default: ocxfs.log in $XDG_STATE_HOME/ocxfs
+    /// on Linux and FreeBSD, ~/Library/Logs/ocxfs on macOS)
     #[arg(long)]
     pub log_file: Option<PathBuf>,
     /// Do not keep presigned URLs across remounts (in a 0600 file under
-    /// $XDG_STATE_HOME/ocxfs/urls)
+    /// $XDG_STATE_HOME/ocxfs/urls; ~/Library/Application Support/ocxfs/urls
+    /// on macOS)
     #[arg(long)]
     pub no_persist_urls: bool,
     /// Keep downloaded blocks on disk here, across remounts

@@ -2,12 +2,13 @@
 //! for its readiness report.
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use super::args::{API_KEY_ENV, MountArgs};
+use crate::platform;
 use crate::private_file;
 
 /// Parent side of the daemon: start `ocxfs mount --foreground` detached,
@@ -19,7 +20,7 @@ pub fn spawn_daemon(args: &MountArgs, log_level: Option<&str>) -> Result<(), Str
     };
     let log_file = private_file::open_append(&log)
         .map_err(|e| format!("cannot open log file {}: {e}", log.display()))?;
-    let (read_end, write_end) = readiness_pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (read_end, write_end) = platform::cloexec_pipe().map_err(|e| format!("pipe: {e}"))?;
     let write_fd = std::os::fd::AsRawFd::as_raw_fd(&write_end);
 
     let mut cmd = Command::new(
@@ -40,7 +41,7 @@ pub fn spawn_daemon(args: &MountArgs, log_level: Option<&str>) -> Result<(), Str
     drop(write_end);
     // Notes for the user come first, shown as they arrive (a slow listing
     // says how far it is), then "ok" or "error: …".
-    let mut lines = BufReader::new(std::fs::File::from(read_end))
+    let mut lines = BufReader::new(read_end)
         .lines()
         .map_while(std::io::Result::ok);
     let outcome = lines.find(|line| match line.strip_prefix("note: ") {
@@ -66,18 +67,6 @@ pub fn spawn_daemon(args: &MountArgs, log_level: Option<&str>) -> Result<(), Str
     }
 }
 
-/// The pipe on which the daemon reports readiness: (read end, write end),
-/// both close-on-exec.
-fn readiness_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that we now own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// Make the child a session leader in `/` that inherits `keep_fd` (the
 /// readiness pipe's write end).
 fn detach_on_exec(cmd: &mut Command, keep_fd: RawFd) {
@@ -96,12 +85,10 @@ fn detach_on_exec(cmd: &mut Command, keep_fd: RawFd) {
     }
 }
 
+/// `ocxfs.log` in the platform's log directory (a temporary directory
+/// without a home).
 fn default_log_path() -> std::io::Result<PathBuf> {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    let dir = base.join("ocxfs");
+    let dir = platform::log_dir().unwrap_or_else(|| std::env::temp_dir().join("ocxfs"));
     private_file::create_dir(&dir)?;
     Ok(dir.join("ocxfs.log"))
 }

@@ -27,11 +27,12 @@ use crate::disk_cache::DiskCache;
 use crate::fs::FsConfig;
 use crate::fuse::FuseAdapter;
 use crate::http_client::HttpTrust;
+use crate::platform::ServiceState;
 use crate::storage::StorageClient;
 use crate::url_store::{self, UrlStore};
 use fuser::SessionACL;
 pub use readiness::EarlyWarnings;
-use readiness::{Readiness, notify_systemd};
+use readiness::{Readiness, notify_service};
 
 /// The daemon (or `--foreground`): everything up to a ready mount, then
 /// serve until a signal or an external unmount.
@@ -130,7 +131,7 @@ fn mount_and_serve(args: &MountArgs, ready: &mut Readiness) -> Result<(), String
         mountpoint.display()
     ));
     ready.send("ok");
-    notify_systemd(sd_notify::NotifyState::Ready);
+    notify_service(ServiceState::Ready);
 
     unmount::serve_until_stopped(&rt, signals, session, &reader, &mountpoint);
     if let Some(emu) = demo {
@@ -167,9 +168,7 @@ fn open_url_store(api_base: &str, account: &str) -> Option<Arc<UrlStore>> {
             None
         }
         None => {
-            tracing::warn!(
-                "no HOME or XDG_STATE_HOME: presigned URLs will not be kept across remounts"
-            );
+            tracing::warn!("no home directory: presigned URLs will not be kept across remounts");
             None
         }
     }

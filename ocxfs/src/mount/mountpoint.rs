@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::readiness::Readiness;
-use super::unmount::lazy_unmount;
+use super::unmount::detach;
+use crate::platform::{is_dead_mount_error, is_mount_point};
 
 /// Check the mount point: it must exist and be a directory, not be a live
 /// mount, and be empty unless `allow_non_empty` (mounting would hide its
@@ -25,14 +26,14 @@ pub(super) fn check_mountpoint(
     };
     // The kernel may answer `stat` of a dead mount's root from its cache:
     // only listing it tells a dead mount from a live one.
-    let dead = dead || (is_mounted(&absolute(path)) && !answers(path));
+    let dead = dead || (is_mount_point(&absolute(path)) && !answers(path));
     if dead {
         tracing::warn!(
             "{} is a dead FUSE mount (its process died); clearing it",
             path.display()
         );
-        lazy_unmount(path);
-        if std::fs::metadata(path).is_err() || is_mounted(&absolute(path)) {
+        detach(path);
+        if std::fs::metadata(path).is_err() || is_mount_point(&absolute(path)) {
             return Err(format!(
                 "mount point {} is a dead mount that could not be cleared",
                 path.display()
@@ -46,7 +47,7 @@ pub(super) fn check_mountpoint(
     let path = path
         .canonicalize()
         .map_err(|e| format!("mount point {}: {e}", path.display()))?;
-    if is_mounted(&path) {
+    if is_mount_point(&path) {
         return Err(format!("{} is already a mount point", path.display()));
     }
     let mut entries =
@@ -61,14 +62,23 @@ pub(super) fn check_mountpoint(
     Ok(path)
 }
 
-/// `path` made absolute without touching it (canonicalize would stat it).
+/// `path` as the mount table names it: absolute, symbolic links resolved
+/// (macOS's /tmp is /private/tmp), without touching `path` itself (a dead
+/// mount fails any stat).
 pub(super) fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .map_or_else(|_| absolute.clone(), |p| p.join(name)),
+        _ => absolute,
+    }
 }
 
 /// Whether a mounted directory can be listed: a dead FUSE mount answers
-/// ENOTCONN. A mount that does not answer within 2 s counts as alive (it
-/// may just be busy), so it is never cleared by mistake.
+/// with an error of its own (ENOTCONN on Linux). A mount that does not
+/// answer within 2 s counts as alive (it may just be busy), so it is never
+/// cleared by mistake.
 fn answers(path: &Path) -> bool {
     let (tx, rx) = std::sync::mpsc::channel();
     let probe = path.to_owned();
@@ -77,20 +87,4 @@ fn answers(path: &Path) -> bool {
         let _ = tx.send(!dead);
     });
     rx.recv_timeout(Duration::from_secs(2)).unwrap_or(true)
-}
-
-/// The error a FUSE mount whose process died answers with.
-fn is_dead_mount_error(e: &std::io::Error) -> bool {
-    e.raw_os_error() == Some(libc::ENOTCONN)
-}
-
-/// Whether `path` is a mount point, from the mount table.
-pub(super) fn is_mounted(path: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return false;
-    };
-    let target = path.to_string_lossy().replace(' ', "\\040");
-    mounts
-        .lines()
-        .any(|l| l.split(' ').nth(1) == Some(target.as_str()))
 }

@@ -1,11 +1,13 @@
 //! The daemon's readiness report, to the parent that started it or to
-//! systemd.
+//! the service manager.
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::sync::{Mutex, MutexGuard};
 
 use tracing_subscriber::layer::Context;
+
+use crate::platform::{self, ServiceState};
 
 /// Tells the parent how the mount went (when there is a parent), or the
 /// user directly in the foreground.
@@ -41,11 +43,11 @@ impl Readiness {
     }
 }
 
-/// Tell systemd (a `Type=notify` service) how the daemon is doing; a no-op
-/// elsewhere.
-pub(super) fn notify_systemd(state: sd_notify::NotifyState) {
-    if let Err(e) = sd_notify::notify(&[state]) {
-        tracing::warn!("cannot notify systemd: {e}");
+/// Tell the service manager (systemd, for a `Type=notify` service) how the
+/// daemon is doing; a no-op elsewhere.
+pub(super) fn notify_service(state: ServiceState) {
+    if let Err(e) = platform::notify_service(state) {
+        tracing::warn!("cannot notify the service manager: {e}");
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use fuser::{Config, MountOption, SessionACL, SessionUnmounter};
 
 use crate::fuse::FuseAdapter;
+use crate::platform;
 
 /// A mounted FUSE session being served.
 pub(super) struct Session {
@@ -21,22 +22,21 @@ pub(super) fn start(
     mountpoint: &Path,
     access: SessionACL,
 ) -> Result<Session, String> {
-    let options = vec![
+    let mut options = vec![
         MountOption::FSName("ocxfs".into()),
-        // A kernel option, so that `/proc/mounts` says `fuse.ocxfs` (and
-        // `findmnt -t fuse.ocxfs` finds it) also when root mounts directly.
-        MountOption::CUSTOM("subtype=ocxfs".into()),
         MountOption::RO,
         MountOption::NoDev,
         MountOption::NoSuid,
         MountOption::DefaultPermissions,
     ];
+    options.extend(platform::mount_options());
     let mut fuse_config = Config::default();
     fuse_config.mount_options = options;
     // Visible to the mounting user only unless asked otherwise.
     fuse_config.acl = access;
-    fuse_config.n_threads = Some(4);
-    fuse_config.clone_fd = true;
+    fuse_config.n_threads = Some(platform::FUSE_THREADS);
+    // Each extra thread reads from its own descriptor (Linux only).
+    fuse_config.clone_fd = platform::FUSE_THREADS > 1;
     let mut session = fuser::Session::new(adapter, mountpoint, &fuse_config)
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     let unmounter = session.unmount_callable();
@@ -60,22 +60,12 @@ pub(super) fn start(
     })
 }
 
-/// Ask the kernel for 1 MiB read-ahead on this mount (its FUSE default is
-/// 128 KiB, which caps sequential reads at 128 KiB requests). Needs root;
-/// without it the default stays.
+/// Ask the kernel for 1 MiB read-ahead on this mount (Linux's FUSE default
+/// is 128 KiB, which caps sequential reads at 128 KiB requests). Needs
+/// root; without it the default stays.
 fn raise_kernel_readahead(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return;
-    };
-    let dev = meta.dev();
-    let bdi = format!(
-        "/sys/class/bdi/{}:{}/read_ahead_kb",
-        libc::major(dev),
-        libc::minor(dev)
-    );
-    match std::fs::write(&bdi, "1024") {
+    match platform::raise_kernel_read_ahead(path) {
         Ok(()) => tracing::debug!("kernel read-ahead set to 1 MiB"),
-        Err(e) => tracing::debug!("kernel read-ahead left at its default ({bdi}: {e})"),
+        Err(e) => tracing::debug!("kernel read-ahead left at its default: {e}"),
     }
 }

@@ -1,15 +1,14 @@
 //! Unmounting: on a stop signal, after an unmount from outside, by
-//! `ocxfs unmount`, lazily while files are open.
+//! `ocxfs unmount`, detached while files are open.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::mountpoint::{absolute, is_mounted};
-use super::readiness::notify_systemd;
+use super::readiness::notify_service;
 use super::session::Session;
+use crate::platform::{self, ServiceState};
 use crate::reader::Reader;
 
 /// SIGTERM and SIGINT, caught from before the mount exists, so that a stop
@@ -49,50 +48,32 @@ pub(super) fn serve_until_stopped(
             _ = done => tracing::info!("unmounted from outside"),
         }
     });
-    notify_systemd(sd_notify::NotifyState::Stopping);
+    notify_service(ServiceState::Stopping);
     rt.block_on(reader.flush_disk_writes(Duration::from_secs(10)));
     if let Err(e) = unmounter.unmount() {
         // Busy (files open): detach the mount now. Open files keep the FUSE
         // connection alive; it ends when this process exits.
-        tracing::warn!("unmount: {e}; detaching lazily");
-        lazy_unmount(mountpoint);
+        tracing::warn!("unmount: {e}; detaching");
+        detach(mountpoint);
     }
     if ended.recv_timeout(Duration::from_secs(2)).is_err() {
         tracing::warn!("files are still open on the detached mount; they will fail from now on");
     }
 }
 
-/// Detach a mount even while files are open on it.
-pub(super) fn lazy_unmount(path: &Path) {
-    let ok = Command::new("fusermount3")
-        .args(["-u", "-z", "-q", "--"])
-        .arg(path)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
-            // SAFETY: c is a valid NUL-terminated path.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+/// Detach a mount even while files are open on it (lazily on Linux, by
+/// force elsewhere).
+pub(super) fn detach(path: &Path) {
+    if let Err(e) = platform::detach(path) {
+        tracing::warn!("cannot detach {}: {e}", path.display());
     }
 }
 
 /// `ocxfs unmount`: unmount a mounted directory.
 pub fn unmount(path: &Path) -> Result<(), String> {
-    let target = path.canonicalize().unwrap_or_else(|_| absolute(path));
-    if !is_mounted(&target) {
+    let absolute = super::mountpoint::absolute(path);
+    if !platform::is_mount_point(&absolute) {
         return Err(format!("{} is not mounted", path.display()));
     }
-    let status = Command::new("fusermount3")
-        .arg("-u")
-        .arg("--")
-        .arg(path)
-        .status()
-        .map_err(|e| format!("cannot run fusermount3: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("could not unmount {}", path.display()))
-    }
+    platform::unmount(&absolute).map_err(|e| format!("could not unmount {}: {e}", path.display()))
 }

@@ -1,5 +1,9 @@
 //! Test harness: a real `ocxfs emulator` process and real FUSE mounts of
 //! `ocxfs mount`, both stopped by process id when the test ends.
+//!
+//! Mounted tests run on Linux only: a test file that mounts starts with
+//! `#![cfg(target_os = "linux")]`, so that scripts/check-platforms can
+//! type-check the rest for macOS and FreeBSD.
 #![allow(dead_code)]
 
 pub mod redis;
@@ -347,6 +351,7 @@ pub fn sha256sum(path: &Path) -> String {
 }
 
 /// Drop the kernel's cached pages of a file, so the next reads reach ocxfs.
+#[cfg(target_os = "linux")]
 pub fn drop_page_cache(path: &Path) {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path).unwrap();
