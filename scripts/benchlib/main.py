@@ -34,10 +34,11 @@ PROFILES = {
     "quick": {"big": 64 << 20, "par": 16 << 20, "npar": 4, "small": 64 << 10, "nsmall": 20, "many": 1000,
               "fio_runtime": 3},
 }
-ALL_SYSTEMS = ["curl", "curl-emu", "ocxfs", "ocxfs-emu", "rclone", "rclone-full", "httpdirfs", "httpdirfs-cache"]
+ALL_SYSTEMS = ["curl", "curl-emu", "ocxfs", "ocxfs-emu", "rclone", "rclone-full", "httpdirfs", "httpdirfs-cache",
+               "curl-https", "ocxfs-https", "rclone-https"]
 PACKAGES = {"nginx": "nginx", "fio": "fio", "rclone": "rclone", "httpdirfs": "httpdirfs", "curl": "curl",
-            "fusermount3": "fuse3"}
-REFERENCE = {"seq": "curl", "par": "curl", "random": "http-keepalive", "warm": "tmpfs", "ttfb": "curl",
+            "fusermount3": "fuse3", "openssl": "openssl"}
+REFERENCE = {"seq": "curl", "par": "curl", "seq-https": "curl-https", "par-https": "curl-https", "random": "http-keepalive", "warm": "tmpfs", "ttfb": "curl",
              "small": "curl", "ls-cold": "local-disk", "ls-warm": "local-disk", "latency": "curl"}
 
 
@@ -118,7 +119,7 @@ class Ctx:
         self.rows, self.notes = [], []
         self.systems, self.unavailable = {}, {}
         self.extra_mounts = []
-        self.nginx = self.emu_data = self.emu_nginx = self.emu_many = self.emu_lat = None
+        self.nginx = self.emu_data = self.emu_nginx = self.emu_https = self.emu_many = self.emu_lat = None
         self.big = "big.bin"
         self.par = [f"par/p{i}.bin" for i in range(self.prof["npar"])]
         self.small = [f"small/f{i:03d}.bin" for i in range(self.prof["nsmall"])]
@@ -340,7 +341,22 @@ def setup_servers(ctx):
         ctx.note("this ocxfs emulator has no --storage-base: the 'ocxfs' rows use emulator storage "
                  "(same as ocxfs-emu, which is therefore not run separately)")
 
+    if has_sb and ({"ocxfs-https"} & sel) and ({"seq-https", "par-https"} & set(ctx.only)):
+        try:
+            ctx.emu_https = Emulator(ctx.procs, ctx.ocxfs, ctx.datadir, ctx.logdir, "nginx-https-storage",
+                                     ["--storage-base", ctx.nginx.https_url])
+            ctx.emu_https.start()
+        except Exception as e:  # noqa: BLE001
+            ctx.note(f"emulator with --storage-base {ctx.nginx.https_url} did not start ({e})")
+            ctx.emu_https = None
+
     mnt = ctx.mntdir
+    if ctx.emu_https is not None:
+        ctx.systems["ocxfs-https"] = Ocxfs(ctx, "ocxfs-https", os.path.join(mnt, "ocxfs-https"), nginx_counter,
+                                           ctx.emu_https, note="storage=nginx over TLS, --ca-file",
+                                           storage="nginx-https", ca_file=ctx.nginx.ca_file)
+    else:
+        ctx.unavailable["ocxfs-https"] = "no emulator with HTTPS --storage-base"
     if ctx.emu_nginx is not None:
         ctx.systems["ocxfs"] = Ocxfs(ctx, "ocxfs", os.path.join(mnt, "ocxfs"), nginx_counter, ctx.emu_nginx,
                                      note="storage=nginx", storage="nginx")
@@ -357,6 +373,8 @@ def setup_servers(ctx):
         ("rclone", "rclone", lambda: Rclone(ctx, "rclone", os.path.join(mnt, "rclone"), nginx_counter, ctx.nginx.url)),
         ("rclone-full", "rclone", lambda: Rclone(ctx, "rclone-full", os.path.join(mnt, "rclone-full"), nginx_counter,
                                                  ctx.nginx.url, full_cache=True)),
+        ("rclone-https", "rclone", lambda: Rclone(ctx, "rclone-https", os.path.join(mnt, "rclone-https"),
+                                                  nginx_counter, ctx.nginx.https_url, ca_file=ctx.nginx.ca_file)),
         ("httpdirfs", "httpdirfs", lambda: Httpdirfs(ctx, "httpdirfs", os.path.join(mnt, "httpdirfs"),
                                                      nginx_counter, ctx.nginx.url)),
         ("httpdirfs-cache", "httpdirfs", lambda: Httpdirfs(ctx, "httpdirfs-cache", os.path.join(mnt, "httpdirfs-cache"),
@@ -394,7 +412,7 @@ def cleanup(ctx):
             s.unmount()
         except Exception as e:  # noqa: BLE001
             log(f"unmounting {s.name}: {e}")
-    for emu in (ctx.emu_lat, ctx.emu_many, ctx.emu_nginx, ctx.emu_data):
+    for emu in (ctx.emu_lat, ctx.emu_many, ctx.emu_https, ctx.emu_nginx, ctx.emu_data):
         if emu is not None:
             emu.stop()
     if ctx.nginx is not None:
@@ -425,8 +443,8 @@ def ratio(ctx, row):
     return ref["median"] / row["median"] if row["median"] else None, ref_name
 
 
-REF_SYSTEMS = {"curl", "curl-emu", "http-keepalive", "http-keepalive-emu", "tmpfs", "local-disk"}
-WL_ORDER = ["seq", "par", "rss-par", "random", "warm", "ttfb", "small", "ls-cold", "ls-warm", "latency"]
+REF_SYSTEMS = {"curl", "curl-emu", "curl-https", "http-keepalive", "http-keepalive-emu", "tmpfs", "local-disk"}
+WL_ORDER = ["seq", "par", "seq-https", "par-https", "rss-par", "random", "warm", "ttfb", "small", "ls-cold", "ls-warm", "latency"]
 
 
 def sorted_rows(ctx):
@@ -469,10 +487,10 @@ def versus_peers(ctx):
     """ocxfs against each peer on the same storage (seq, par): ratio of the
     medians and, as rounds pair them, the median of the paired ratios."""
     out = []
-    for wl in ("seq", "par"):
+    for wl in ("seq", "par", "seq-https", "par-https"):
         rows = {r["system"]: r for r in ctx.rows if r["workload"] == wl and r.get("median")}
-        for mine in ("ocxfs", "ocxfs-emu"):
-            for peer in ("rclone", "rclone-full", "httpdirfs", "httpdirfs-cache"):
+        for mine in ("ocxfs", "ocxfs-emu", "ocxfs-https"):
+            for peer in ("rclone", "rclone-full", "httpdirfs", "httpdirfs-cache", "rclone-https"):
                 if mine not in rows or peer not in rows:
                     continue
                 if rows[mine].get("ref") != rows[peer].get("ref"):
@@ -599,7 +617,7 @@ def main(argv):
               f"(median {median(loads):.1f}; {ctx.machine.get('nproc')} cores: above that, other work shared the CPU)")
     print()
     print(table(ctx))
-    for wl in ("seq", "par"):
+    for wl in ("seq", "par", "seq-https", "par-https"):
         cpu = [(r["system"], median(x for x in (d.get("machine_cpu_s_per_gib") for d in r["runs"]) if x))
                for r in sorted_rows(ctx) if r["workload"] == wl
                and any(d.get("machine_cpu_s_per_gib") for d in r["runs"])]

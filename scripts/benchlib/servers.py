@@ -17,9 +17,11 @@ API_KEY = "0cxf5dem0000000000000000000000ke"
 class Nginx:
     """nginx on 127.0.0.1 with its own config, pid file and logs in `dir`.
 
-    Two server blocks: `data` (big.bin, par/, small/) and `many` (the
+    Three server blocks: `data` (big.bin, par/, small/), the same files over
+    TLS (`https_url`, under a CA made here: `ca_file`), and `many` (the
     10,000-file listing directory). The access log records $body_bytes_sent
-    so any client's bytes fetched per byte read can be computed.
+    so any client's bytes fetched per byte read can be computed (and, over
+    TLS, the protocol and cipher each connection used).
     """
 
     def __init__(self, procs, dir, data_root, many_root):
@@ -34,10 +36,11 @@ class Nginx:
         os.makedirs(self.dir, exist_ok=True)
         for sub in ("tmp",):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
-        self.port, self.many_port = free_port(), free_port()
-        while self.many_port == self.port:
-            self.many_port = free_port()
+        self.port, self.many_port, self.https_port = free_port(), free_port(), free_port()
+        while len({self.port, self.many_port, self.https_port}) < 3:
+            self.many_port, self.https_port = free_port(), free_port()
         d = self.dir
+        self.ca_file = make_pki(d)
         conf = f"""
 user root;
 worker_processes auto;
@@ -46,6 +49,7 @@ error_log {self.error_log} warn;
 events {{ worker_connections 4096; }}
 http {{
     log_format bench '$msec $status $body_bytes_sent $request_length "$request" "$http_range" $connection';
+    log_format bench_tls '$msec $status $body_bytes_sent $request_length "$request" "$http_range" $connection $ssl_protocol $ssl_cipher';
     access_log {self.access_log} bench;
     sendfile on;
     # no tcp_nopush: on loopback it cut curl's reads of big.bin from ~1,800
@@ -62,6 +66,17 @@ http {{
     scgi_temp_path {d}/tmp/scgi;
     server {{
         listen 127.0.0.1:{self.port};
+        root {self.data_root};
+        autoindex on;
+        location / {{ }}
+    }}
+    server {{
+        # TLS as S3 and GCS serve it: 1.2 and 1.3, nginx's 16 KiB records
+        listen 127.0.0.1:{self.https_port} ssl;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_certificate {d}/server.pem;
+        ssl_certificate_key {d}/server.key;
+        access_log {self.access_log} bench_tls;
         root {self.data_root};
         autoindex on;
         location / {{ }}
@@ -85,15 +100,36 @@ http {{
             stderr=errf,
         )
         errf.close()
-        if not (wait_port(self.port, proc=self.proc) and wait_port(self.many_port, proc=self.proc)):
+        if not all(wait_port(p, proc=self.proc) for p in (self.port, self.many_port, self.https_port)):
             raise RuntimeError(f"nginx did not start: {tail(self.error_log)} {tail(os.path.join(d, 'stderr.log'))}")
         self.url = f"http://127.0.0.1:{self.port}"
         self.many_url = f"http://127.0.0.1:{self.many_port}"
-        log(f"nginx pid {self.proc.pid} at {self.url} (data) and {self.many_url} (many/)")
+        self.https_url = f"https://127.0.0.1:{self.https_port}"
+        log(f"nginx pid {self.proc.pid} at {self.url} (data), {self.https_url} (data over TLS) "
+            f"and {self.many_url} (many/)")
 
     def stop(self):
         self.procs.stop(self.proc)
         self.proc = None
+
+
+def make_pki(d):
+    """A CA and a certificate for 127.0.0.1 signed by it (EC P-256, as
+    most S3 and GCS endpoints today), made with openssl in `d`; the CA's path."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    openssl("req", "-x509", "-nodes", "-days", "30", *ec, "-keyout", "ca.key", "-out", "ca.pem",
+            "-subj", "/CN=ocxfs bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-new", "-nodes", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "30", "-out", "server.pem", "-extfile", "server.ext")
+    return os.path.join(d, "ca.pem")
 
 
 class NginxCounter:

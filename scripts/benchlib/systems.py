@@ -104,9 +104,9 @@ class FuseSystem:
 
 
 class Ocxfs(FuseSystem):
-    def __init__(self, ctx, name, mnt, counter, emu, note="", storage="emulator"):
+    def __init__(self, ctx, name, mnt, counter, emu, note="", storage="emulator", ca_file=None):
         super().__init__(ctx, name, mnt, counter)
-        self.emu, self.note, self.storage = emu, note, storage
+        self.emu, self.note, self.storage, self.ca_file = emu, note, storage, ca_file
         # Its own XDG dirs, emptied before every cold mount: nothing it keeps
         # across remounts (persisted presigned URLs, ...) survives into a cold run,
         # and the user's own ~/.local/state is left alone.
@@ -116,6 +116,8 @@ class Ocxfs(FuseSystem):
         a = [self.ctx.ocxfs, "mount", self.mnt, "--foreground", "--api-base", self.emu.base]
         if self.ctx.ocxfs_has_max_memory:
             a += ["--max-memory", self.ctx.max_memory]
+        if self.ca_file:
+            a += ["--ca-file", self.ca_file]
         return a
 
     def env(self):
@@ -133,9 +135,9 @@ class Ocxfs(FuseSystem):
 
 
 class Rclone(FuseSystem):
-    def __init__(self, ctx, name, mnt, counter, url, full_cache=False):
+    def __init__(self, ctx, name, mnt, counter, url, full_cache=False, ca_file=None):
         super().__init__(ctx, name, mnt, counter)
-        self.url, self.full_cache = url, full_cache
+        self.url, self.full_cache, self.ca_file = url, full_cache, ca_file
         self.cache_dir = os.path.join(ctx.workdir, "cache", name)
         self.note = "--vfs-cache-mode full" if full_cache else "no cache"
 
@@ -143,6 +145,8 @@ class Rclone(FuseSystem):
         a = ["rclone", "mount", ":http:", self.mnt, "--http-url", self.url.rstrip("/") + "/",
              "--read-only", "--cache-dir", self.cache_dir, "--log-level", "NOTICE"]
         a += ["--vfs-cache-mode", "full" if self.full_cache else "off"]
+        if self.ca_file:
+            a += ["--ca-cert", self.ca_file]
         return a
 
     def env(self):

@@ -17,6 +17,7 @@ from .util import GiB, MiB, cpu_busy_seconds, drop_caches, log, median, now, war
 READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reader.py")
 
 FUSE_ORDER = ["ocxfs", "ocxfs-emu", "rclone", "rclone-full", "httpdirfs", "httpdirfs-cache"]
+HTTPS_ORDER = ["ocxfs-https", "rclone-https"]
 
 
 # --------------------------------------------------------------------------- rows
@@ -286,11 +287,11 @@ def fuse_read_run(ctx, sysm, groups, warm_rels):
             "machine_cpu_s_per_gib": busy / (total / GiB) if total else None}
 
 
-def curl_read_run(ctx, url_fn, rels_groups, warm_rels):
+def curl_read_run(ctx, url_fn, rels_groups, warm_rels, extra=()):
     prepare_storage(ctx, warm_rels)
     urls = [[url_fn(r) for r in g] for g in rels_groups]
     busy = cpu_busy_seconds()
-    results, wall = run_curls(ctx, [curl(ctx, u) for u in urls], ctx.cap)
+    results, wall = run_curls(ctx, [curl(ctx, u, extra) for u in urls], ctx.cap)
     busy = cpu_busy_seconds() - busy
     total = 0
     capped = False
@@ -310,29 +311,47 @@ def curl_read_run(ctx, url_fn, rels_groups, warm_rels):
 
 # --------------------------------------------------------------------------- 1 + 2 (+9)
 
-def seq_like(ctx, workload, groups):
+def seq_like(ctx, workload, groups, https=False):
+    """Plain HTTP: curl of nginx, the FUSE systems on nginx or the emulator.
+    `https`: curl of nginx over TLS, ocxfs and rclone on the same TLS server."""
     warm = [r for g in groups for r in g]
     sel = ctx.selected
-    series = [Series(ctx, workload, "curl", "MiB/s", "higher",
-                     lambda i: curl_read_run(ctx, lambda r: nginx_url(ctx, r), groups, warm),
-                     note="nginx" + (", 4 parallel curls" if len(groups) > 1 else ""))]
-    if "curl-emu" in sel and ctx.emu_data:
+    ref, base, extra = ("curl-https", ctx.nginx.https_url, ("--cacert", ctx.nginx.ca_file)) if https else \
+        ("curl", ctx.nginx.url, ())
+    series = [Series(ctx, workload, ref, "MiB/s", "higher",
+                     lambda i: curl_read_run(ctx, lambda r: f"{base}/{r}", groups, warm, extra),
+                     note=("nginx over TLS" if https else "nginx")
+                     + (", 4 parallel curls" if len(groups) > 1 else ""))]
+    if https:
+        for name in [n for n in HTTPS_ORDER if n in sel and n in ctx.systems]:
+            sysm = ctx.systems[name]
+            series.append(Series(ctx, workload, name, "MiB/s", "higher",
+                                 lambda i, s=sysm: fuse_read_run(ctx, s, groups, warm), ref=ref, note=sysm.note))
+    if "curl-emu" in sel and ctx.emu_data and not https:
         series.append(Series(ctx, workload, "curl-emu", "MiB/s", "higher",
                              lambda i: curl_read_run(ctx, lambda r: ctx.emu_data.presign(os.path.basename(r)),
                                                      groups, warm),
                              note="emulator presigned URL"))
-    for name in with_fuse(ctx, sel):
+    for name in [] if https else with_fuse(ctx, sel):
         sysm = ctx.systems[name]
         ref = ref_for(ctx, sysm, "curl", "curl-emu")
         series.append(Series(ctx, workload, name, "MiB/s", "higher",
                              lambda i, s=sysm: fuse_read_run(ctx, s, groups, warm), ref=ref, note=sysm.note))
     for s in series:
         s.row["paired"] = True
-    return [r for r in measure_rounds(ctx, series) if r["system"] not in ("curl", "curl-emu")]
+    return [r for r in measure_rounds(ctx, series) if r["system"] not in ("curl", "curl-emu", "curl-https")]
 
 
 def w_seq(ctx):
     seq_like(ctx, "seq", [[ctx.big]])
+
+
+def w_seq_https(ctx):
+    seq_like(ctx, "seq-https", [[ctx.big]], https=True)
+
+
+def w_par_https(ctx):
+    seq_like(ctx, "par-https", [[p] for p in ctx.par], https=True)
 
 
 def w_par(ctx):
@@ -727,6 +746,8 @@ def w_latency(ctx):
 WORKLOADS = [
     ("seq", w_seq, "1. sequential cold read of the big file"),
     ("par", w_par, "2. four parallel readers (+ 9. peak RSS)"),
+    ("seq-https", w_seq_https, "1s. sequential cold read of the big file over HTTPS"),
+    ("par-https", w_par_https, "2s. four parallel readers over HTTPS"),
     ("random", w_random, "3. random 4 KiB reads"),
     ("warm", w_warm, "4. warm re-read"),
     ("ttfb", w_ttfb, "5. time to first byte"),
