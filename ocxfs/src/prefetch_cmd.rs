@@ -9,6 +9,8 @@ use std::collections::HashSet;
 use std::io::{IsTerminal, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,6 +30,12 @@ pub struct PrefetchArgs {
     /// Do not ask before making POSTs
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Files read at once
+    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Say how many files, bytes and POSTs it would take, and stop there
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 struct Target {
@@ -88,6 +96,8 @@ fn read_xattr(path: &Path, name: &str) -> Option<String> {
 struct Progress {
     bar: ProgressBar,
     files: usize,
+    /// Files finished, read or failed.
+    finished: usize,
     last_line: Instant,
 }
 
@@ -105,29 +115,41 @@ impl Progress {
         Progress {
             bar,
             files,
+            finished: 0,
             last_line: Instant::now(),
         }
     }
 
-    /// `bytes` more were read, in file number `file` (from 1).
-    fn advance(&mut self, bytes: u64, file: usize) {
-        self.bar.set_message(format!("{file}/{}", self.files));
+    /// One more file read (or failed).
+    fn file_done(&mut self) {
+        self.finished += 1;
+        self.bar
+            .set_message(format!("{}/{}", self.finished, self.files));
+    }
+
+    /// `bytes` more were read.
+    fn advance(&mut self, bytes: u64) {
         self.bar.inc(bytes);
         if self.bar.is_hidden() && self.last_line.elapsed() >= Duration::from_secs(10) {
             self.last_line = Instant::now();
             let done = self.bar.position();
             let total = self.bar.length().unwrap_or(done).max(1);
             eprintln!(
-                "  {} / {}  {}%  {}/s  ETA {} s  ({file}/{} files)",
+                "  {} / {}  {}%  {}/s  ETA {} s  ({}/{} files)",
                 format_size(done),
                 format_size(total),
                 100 * done / total,
                 format_size(self.bar.per_sec() as u64),
                 self.bar.eta().as_secs(),
+                self.finished,
                 self.files
             );
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn confirm(question: &str) -> Result<(), String> {
@@ -193,28 +215,43 @@ pub fn run(args: &PrefetchArgs) -> Result<(), String> {
             t.path.display()
         );
     }
+    if args.dry_run {
+        eprintln!("prefetch: dry run: nothing read, no POST made");
+        return Ok(());
+    }
     if posts > 0 && !args.yes {
         confirm("Go ahead?")?;
     }
     let started = Instant::now();
-    let mut progress = Progress::new(total, targets.len());
-    let (mut done, mut failed) = (0u64, Vec::new());
-    let mut buf = vec![0u8; 1 << 20];
-    for (i, t) in targets.iter().enumerate() {
-        let result = std::fs::File::open(&t.path).and_then(|mut f| {
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(());
+    let progress = Mutex::new(Progress::new(total, targets.len()));
+    let failed = Mutex::new(Vec::new());
+    // `jobs` readers take the next file until none is left.
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.min(targets.len().max(1) as u16) {
+            scope.spawn(|| {
+                let mut buf = vec![0u8; 1 << 20];
+                while let Some(t) = targets.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let result = std::fs::File::open(&t.path).and_then(|mut f| {
+                        loop {
+                            let n = f.read(&mut buf)?;
+                            if n == 0 {
+                                return Ok(());
+                            }
+                            lock(&progress).advance(n as u64);
+                        }
+                    });
+                    lock(&progress).file_done();
+                    if let Err(e) = result {
+                        lock(&failed).push(format!("{}: {e}", t.path.display()));
+                    }
                 }
-                done += n as u64;
-                progress.advance(n as u64, i + 1);
-            }
-        });
-        if let Err(e) = result {
-            failed.push(format!("{}: {e}", t.path.display()));
+            });
         }
-    }
+    });
+    let progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
+    let failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
+    let done = progress.bar.position();
     // The summary below says it all: the bar goes.
     progress.bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();

@@ -132,3 +132,42 @@ fn unmounting_what_is_not_mounted_says_so() {
         format!("ocxfs: {} is not mounted\n", dir.path().display())
     );
 }
+
+#[test]
+fn prefetch_dry_run_posts_nothing_and_jobs_read_every_file() {
+    require_fuse();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    let files: Vec<Vec<u8>> = (0..6).map(|i| pattern(300_000 + i * 7, i as u64)).collect();
+    for (i, data) in files.iter().enumerate() {
+        write(&docs, &format!("f{i}.bin"), data);
+    }
+    let emu = EmulatorProc::start(&docs, &[]);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = MountProc::start(&emu, &mnt, &[]);
+    let dry = run_ok(
+        Command::new(bin())
+            .args(["prefetch", "--dry-run"])
+            .arg(m.docs()),
+    );
+    let said = String::from_utf8(dry.stderr).unwrap();
+    assert!(said.contains("6 files"), "{said}");
+    assert!(said.contains("at most 6 download_uri POSTs"), "{said}");
+    assert!(
+        said.contains("dry run: nothing read, no POST made"),
+        "{said}"
+    );
+    assert_eq!(emu.posts_total(), 0);
+    let out = run_ok(
+        Command::new(bin())
+            .args(["prefetch", "--yes", "--jobs", "3"])
+            .arg(m.docs()),
+    );
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("6 of 6 files read"), "{said}");
+    assert!(said.contains("6 download_uri POSTs made"), "{said}");
+    assert_eq!(emu.posts_total(), 6);
+    let total: usize = files.iter().map(Vec::len).sum();
+    assert_eq!(m.stats()["bytes_served"].as_u64().unwrap(), total as u64);
+}
