@@ -1,5 +1,5 @@
-//! The One Codex API routes: account; documents and samples (listing, lookup
-//! and the charging `download_uri` POST); projects and tags.
+//! The One Codex API routes the emulator answers: account, documents,
+//! samples (listing, lookup, the charging `download_uri` POST), projects, tags.
 
 use std::collections::HashMap;
 use std::sync::Arc;

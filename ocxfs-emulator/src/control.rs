@@ -1,4 +1,5 @@
-//! `/_emulator/...`: counters and control for tests and benchmarks (no auth).
+//! The `/_emulator/...` routes tests and benchmarks steer the emulator with
+//! (counters, faults, upstream changes; no auth).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! Request counters, exposed as `GET /_emulator/stats` and `Emulator::stats()`.
+//! Request counters, exposed as `GET /_emulator/stats` or `Emulator::stats()`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -1,6 +1,6 @@
-//! The object set (documents and samples, plus projects and tags): scanning
-//! `--docs`/`--samples`, applying the manifests, listing order, runtime
-//! additions and deletions, versions (generation/ETag) and positioned reads.
+//! The object set the emulator serves (documents, samples, projects, tags):
+//! what `--docs`/`--samples` and the manifests make of it, its listing order,
+//! runtime changes, versions (generation/ETag), positioned reads.
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -1,4 +1,4 @@
-//! Typed errors and their one mapping to errno.
+//! Typed errors, each mapped to its errno in one place.
 //!
 //! Design notes:
 //!

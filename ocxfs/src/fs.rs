@@ -1,5 +1,5 @@
-//! The filesystem's operations on the catalog and the reader, free of any
-//! FUSE type so that they can be tested without a mount.
+//! The filesystem's operations, free of any FUSE type so that they can be
+//! tested without a mount.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

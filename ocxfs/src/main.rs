@@ -1,3 +1,5 @@
+//! The `ocxfs` command: its subcommands, dispatched to the library.
+
 use std::io::IsTerminal;
 
 use clap::{CommandFactory, Parser, Subcommand};

@@ -1,4 +1,4 @@
-//! Counters of what the mount did, for logs, tests and `ocxfs stats`.
+//! Counters of what the mount did (read by logs, tests, `ocxfs stats`).
 
 use std::collections::BTreeMap;
 

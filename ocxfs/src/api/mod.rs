@@ -1,5 +1,5 @@
-//! The One Codex API client: credentials, listings with pagination, and the
-//! charging `download_uri` POST.
+//! The One Codex API client: the account check, listings, the charging
+//! `download_uri` POST.
 
 pub mod credentials;
 mod listing;

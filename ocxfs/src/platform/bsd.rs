@@ -1,5 +1,5 @@
-//! What macOS and FreeBSD share: the mount list from getfsstat, unmount(2)
-//! and one FUSE session thread.
+//! What macOS shares with FreeBSD: the mount list from getfsstat, unmount(2),
+//! one FUSE session thread.
 
 use std::ffi::CStr;
 use std::io;

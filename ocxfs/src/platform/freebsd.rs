@@ -1,4 +1,4 @@
-//! FreeBSD: fusefs(5), sysctl and the XDG directories.
+//! FreeBSD: fusefs(5), sysctl, the XDG directories.
 
 use fuser::MountOption;
 

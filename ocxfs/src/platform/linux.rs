@@ -1,4 +1,4 @@
-//! Linux: the mount table in /proc, fusermount3, sysfs and systemd.
+//! Linux: the mount table in /proc, fusermount3, sysfs, systemd.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
-//! What Linux and FreeBSD share: ENOTCONN from dead mounts, O_DIRECT,
-//! namespaced attribute names and XDG log directories.
+//! What Linux shares with FreeBSD: ENOTCONN from dead mounts, O_DIRECT,
+//! namespaced attribute names, XDG log directories.
 
 use std::ffi::OsStr;
 use std::io;

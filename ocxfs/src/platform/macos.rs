@@ -1,4 +1,4 @@
-//! macOS: macFUSE, Finder's conventions and ~/Library.
+//! macOS: macFUSE, Finder's conventions, ~/Library.
 
 use std::ffi::OsStr;
 use std::io;
