@@ -149,9 +149,14 @@ fn mount_dash_t_fuse_ocxfs_works_through_the_installed_helper() {
         .unwrap();
     assert!(status.success());
     let read = std::fs::read(f.mnt.join("documents/a.fastq"));
-    let un = Command::new("umount").arg(&f.mnt).status().unwrap();
+    let un = Command::new("umount").arg(&f.mnt).output().unwrap();
     assert!(read.unwrap() == f.data[0]);
-    assert!(un.success() && !is_mounted(&f.mnt));
+    assert!(
+        un.status.success() && !is_mounted(&f.mnt),
+        "umount: {:?} {}",
+        un.status,
+        String::from_utf8_lossy(&un.stderr)
+    );
 }
 
 #[test]
