@@ -41,6 +41,16 @@ fn fixture() -> Fixture {
     }
 }
 
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // A daemon started through `mount -t` is no child of the test: it
+        // ends with its mount, which a failed test may have left.
+        if is_mounted(&self.mnt) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+    }
+}
+
 impl Fixture {
     /// A disk cache and no kept URLs: only the disk cache can spare POSTs.
     fn disk_cache_only(&self) -> [&str; 3] {
