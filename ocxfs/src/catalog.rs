@@ -182,19 +182,14 @@ impl Catalog {
             .map(|d| Item {
                 id: d.id(),
                 raw_name: d.filename.as_deref().unwrap_or(""),
-                info: FileInfo {
-                    object: ObjectId {
-                        kind: ObjectKind::Document,
-                        id: d.id().to_owned(),
-                    },
-                    size: listed_size(d.id(), d.size),
-                    created: d.created_at.into(),
-                    links: 0,
-                    xattrs: xattrs(&[
-                        ("id", Some(d.id().to_owned())),
-                        ("uri", Some(d.uri.clone())),
-                        ("filename", d.filename.clone()),
-                        ("created_at", Some(rfc3339(&d.created_at))),
+                info: listed_file(
+                    ObjectKind::Document,
+                    d.id(),
+                    &d.uri,
+                    d.filename.as_ref(),
+                    d.size,
+                    &d.created_at,
+                    &[
                         ("uploader", d.uploader.as_ref().map(|r| r.uri().to_owned())),
                         ("description", d.description.clone()),
                         (
@@ -202,8 +197,8 @@ impl Catalog {
                             d.downloads_remaining.map(|n| n.to_string()),
                         ),
                         ("valid_until", d.valid_until.clone()),
-                    ]),
-                },
+                    ],
+                ),
                 project: None,
                 tags: Vec::new(),
             })
@@ -245,16 +240,14 @@ impl Catalog {
             .map(|s| Item {
                 id: s.id(),
                 raw_name: s.filename.as_deref().unwrap_or(""),
-                info: FileInfo {
-                    object: ObjectId { kind: ObjectKind::Sample, id: s.id().to_owned() },
-                    size: listed_size(s.id(), s.size),
-                    created: s.created_at.into(),
-                    links: 0,
-                    xattrs: xattrs(&[
-                        ("id", Some(s.id().to_owned())),
-                        ("uri", Some(s.uri.clone())),
-                        ("filename", s.filename.clone()),
-                        ("created_at", Some(rfc3339(&s.created_at))),
+                info: listed_file(
+                    ObjectKind::Sample,
+                    s.id(),
+                    &s.uri,
+                    s.filename.as_ref(),
+                    s.size,
+                    &s.created_at,
+                    &[
                         ("owner", s.owner.as_ref().map(|r| r.uri().to_owned())),
                         ("project", s.project.as_ref().map(|r| r.uri().to_owned())),
                         ("project_name", s.project.as_ref().map(|r| label(&project_dirs, r))),
@@ -270,8 +263,8 @@ impl Catalog {
                         ),
                         ("status", s.status.clone()),
                         ("visibility", s.visibility.clone()),
-                    ]),
-                },
+                    ],
+                ),
                 project: s.project.as_ref().map(|r| label(&project_dirs, r)),
                 tags: s.tags.iter().map(|r| label(&tag_dirs, r)).collect(),
             })
@@ -434,6 +427,37 @@ fn labels<'a>(items: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> HashMa
 
 fn rfc3339(t: &DateTime<FixedOffset>) -> String {
     t.to_rfc3339()
+}
+
+/// A listed file of `kind`: its object, size and time, and the attributes
+/// documents and samples share (id, uri, filename, created_at) before its
+/// kind's own, `more`.
+fn listed_file(
+    kind: ObjectKind,
+    id: &str,
+    uri: &str,
+    filename: Option<&String>,
+    size: Option<u64>,
+    created_at: &DateTime<FixedOffset>,
+    more: &[(&str, Option<String>)],
+) -> FileInfo {
+    let mut pairs = vec![
+        ("id", Some(id.to_owned())),
+        ("uri", Some(uri.to_owned())),
+        ("filename", filename.cloned()),
+        ("created_at", Some(rfc3339(created_at))),
+    ];
+    pairs.extend_from_slice(more);
+    FileInfo {
+        object: ObjectId {
+            kind,
+            id: id.to_owned(),
+        },
+        size: listed_size(id, size),
+        created: (*created_at).into(),
+        links: 0,
+        xattrs: xattrs(&pairs),
+    }
 }
 
 fn xattrs(pairs: &[(&str, Option<String>)]) -> Vec<(String, String)> {
