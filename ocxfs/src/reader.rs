@@ -131,10 +131,9 @@ impl Reader {
         self.downloads.disk_cache()
     }
 
-    /// Wait (up to `limit`) for blocks still being written to disk, and
-    /// save the kept URLs, so that an unmount keeps what was read.
+    /// Wait (up to `limit`) for blocks still being written to disk, so that
+    /// an unmount keeps what was read.
     pub async fn flush_disk_writes(&self, limit: Duration) {
-        self.downloads.presign().save_store();
         self.downloads.flush_disk_writes(limit).await
     }
 

@@ -49,6 +49,8 @@ pub(super) fn serve_until_stopped(
         }
     });
     notify_service(ServiceState::Stopping);
+    // Keep what the mount fetched for the next one: its URLs and blocks.
+    reader.presign().save_store();
     rt.block_on(reader.flush_disk_writes(Duration::from_secs(10)));
     if let Err(e) = unmounter.unmount() {
         // Busy (files open): detach the mount now. Open files keep the FUSE
